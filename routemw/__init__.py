@@ -1,0 +1,67 @@
+"""routemw: one OpenAI-compatible endpoint in front of every LLM provider, as an ASGI app."""
+
+from .app import Gateway
+from .chat import ChatRequest
+from .config import GatewayConfig, ProviderConfig, load_config
+from .dispatch import Dispatcher
+from .errors import (
+    Action,
+    AllTargetsFailedError,
+    Attempt,
+    AuthenticationError,
+    ClientError,
+    ConfigError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    RouteMWError,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
+from .middleware import FallbackMiddleware, ResolveMiddleware
+from .pipeline import Call, Handler, Middleware, compose
+from .providers.base import Provider, Target
+from .providers.echo import EchoStep, EchoUpstream
+from .providers.openai import OpenAIProvider
+from .providers.registry import ProviderRegistry
+from .reply import Chunk, Completion, Reply, Stream
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Action",
+    "AllTargetsFailedError",
+    "Attempt",
+    "AuthenticationError",
+    "Call",
+    "ChatRequest",
+    "Chunk",
+    "ClientError",
+    "Completion",
+    "ConfigError",
+    "Dispatcher",
+    "EchoStep",
+    "EchoUpstream",
+    "FallbackMiddleware",
+    "Gateway",
+    "GatewayConfig",
+    "Handler",
+    "InvalidRequestError",
+    "Middleware",
+    "NotFoundError",
+    "OpenAIProvider",
+    "PermissionDeniedError",
+    "Provider",
+    "ProviderConfig",
+    "ProviderRegistry",
+    "Reply",
+    "ResolveMiddleware",
+    "RouteMWError",
+    "Stream",
+    "Target",
+    "UpstreamError",
+    "UpstreamTimeoutError",
+    "__version__",
+    "compose",
+    "load_config",
+]

@@ -1,0 +1,234 @@
+"""`Gateway`: the ASGI application, and the one place where the parts are put together.
+
+It is a plain ASGI callable rather than a Starlette app: it has three endpoints, and on the hot
+path every layer counts. It works mounted anywhere (a mounted app never receives lifespan
+events, so the upstream transport is created lazily on first use) and can still be tied to a
+host's lifespan with `async with gateway:` or `Starlette(lifespan=gateway.lifespan)`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any, Final
+
+import anyio
+import httpx
+import orjson
+
+from .chat import parse_chat_request
+from .config import BUILTIN_PROVIDERS, GatewayConfig, ProviderConfig, default_document, load_config
+from .dispatch import Dispatcher
+from .errors import MethodNotAllowedError, NotFoundError, RouteMWError
+from .http.asgi import Receive, Scope, Send, route_path
+from .http.body import ClientDisconnected, read_body
+from .http.responses import send_error, send_json, send_stream
+from .http.transport import default_transport
+from .middleware import FallbackMiddleware, ResolveMiddleware
+from .middleware.resolve import model_not_found
+from .pipeline import Call, Handler, Middleware, compose
+from .providers.base import Provider
+from .providers.registry import ProviderRegistry
+from .reply import Completion
+from .routing import Catalog
+
+__all__ = ["Gateway"]
+
+logger = logging.getLogger("routemw")
+
+_REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_INTERNAL: Final = RouteMWError("The gateway failed to process the request.", code="internal_error")
+
+PipelineSpec = Sequence[Middleware] | Callable[[list[Middleware]], Sequence[Middleware]]
+
+
+class Gateway:
+    """An OpenAI-compatible endpoint in front of the configured providers; an ASGI app."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        registry: ProviderRegistry | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        middleware: PipelineSpec | None = None,
+    ) -> None:
+        """Build from a validated config.
+
+        `transport` replaces the default upstream transport (pass `httpx.MockTransport` in
+        tests, or one with your proxy and TLS settings); the gateway does not close a transport
+        it was given. `middleware` is either a list put in front of the default pipeline, or a
+        function that gets the default list and returns the pipeline to use.
+        """
+        self.config = config
+        self.registry = registry if registry is not None else ProviderRegistry.default()
+        self.providers: Mapping[str, Provider] = self._create_providers()
+        self.catalog = Catalog.build(config, self.providers)
+        defaults: list[Middleware] = [ResolveMiddleware(self.catalog), FallbackMiddleware()]
+        if middleware is None:
+            layers: Sequence[Middleware] = defaults
+        elif callable(middleware):
+            layers = middleware(list(defaults))
+        else:
+            layers = [*middleware, *defaults]
+        self.middleware: tuple[Middleware, ...] = tuple(layers)
+        self._handler: Handler = compose(self.middleware, Dispatcher(self._get_transport))
+        self._transport = transport
+        self._owns_transport = transport is None
+        self._secrets = tuple(sorted(config.secrets(), key=len, reverse=True))
+        self._created = int(time.time())
+
+    @classmethod
+    def from_config(
+        cls,
+        source: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        registry: ProviderRegistry | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        middleware: PipelineSpec | None = None,
+    ) -> Gateway:
+        """Load a YAML/JSON file or a mapping (None: the embedded default) and build a gateway."""
+        env = os.environ if environ is None else environ
+        registry = registry if registry is not None else ProviderRegistry.default()
+        document = default_document(env) if source is None else source
+        config = load_config(document, environ=env, provider_types=registry.types)
+        return cls(config, registry=registry, transport=transport, middleware=middleware)
+
+    def _create_providers(self) -> dict[str, Provider]:
+        providers = {name: self.registry.create(cfg) for name, cfg in self.config.providers.items()}
+        for name, type_name in BUILTIN_PROVIDERS.items():
+            if name not in providers:
+                providers[name] = self.registry.create(ProviderConfig(name=name, type=type_name))
+        return providers
+
+    # -- upstream transport lifecycle ------------------------------------------------------
+
+    def _get_transport(self) -> httpx.AsyncBaseTransport:
+        if self._transport is None:
+            self._transport = default_transport()
+        return self._transport
+
+    async def aclose(self) -> None:
+        """Close the upstream connections the gateway opened (not a transport it was given)."""
+        transport, self._transport = self._transport, None
+        if transport is not None and self._owns_transport:
+            await transport.aclose()
+
+    async def __aenter__(self) -> Gateway:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    @asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """For a host app: `Starlette(lifespan=gateway.lifespan)` closes upstream connections at shutdown."""
+        try:
+            yield
+        finally:
+            await self.aclose()
+
+    # -- ASGI ------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+        inbound_id = headers.get("x-request-id")
+        request_id = inbound_id if inbound_id and _REQUEST_ID.fullmatch(inbound_id) else f"req_{uuid.uuid4().hex}"
+        response_headers = {"x-request-id": request_id}
+        path = route_path(scope)
+        method = scope["method"]
+        try:
+            if path == "/v1/chat/completions":
+                _require_method(method, "POST")
+                await self._chat(scope, receive, send, headers, request_id)
+            elif path == "/v1/models":
+                _require_method(method, "GET")
+                body = {"object": "list", "data": [entry.card(self._created) for entry in self.catalog]}
+                await send_json(send, 200, orjson.dumps(body), response_headers)
+            elif path.startswith("/v1/models/"):
+                _require_method(method, "GET")
+                entry = self.catalog.get(path[len("/v1/models/") :])
+                if entry is None:
+                    raise model_not_found(path[len("/v1/models/") :])
+                await send_json(send, 200, orjson.dumps(entry.card(self._created)), response_headers)
+            else:
+                raise NotFoundError(f"Invalid URL ({method} {path})", code="unknown_url")
+        except ClientDisconnected:
+            return
+        except RouteMWError as exc:
+            await send_error(send, exc, response_headers, self.redact)
+
+    async def _chat(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], request_id: str) -> None:
+        raw = await read_body(scope, receive, self.config.server.max_body_bytes)
+        call = Call(request=parse_chat_request(raw), request_id=request_id, headers=headers, scope=scope)
+        call.response_headers["x-request-id"] = request_id
+        # The disconnect watcher runs for the whole call, so a client that leaves while we are
+        # still waiting for the upstream cancels that wait (and the upstream request) at once.
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
+            try:
+                reply = await self._handler(call)
+            except RouteMWError as exc:
+                if call.attempts:
+                    call.response_headers.setdefault("x-routemw-attempts", str(len(call.attempts)))
+                await send_error(send, exc, call.response_headers, self.redact)
+            except Exception:
+                logger.exception("routemw: request %s failed inside the gateway", request_id)
+                await send_error(send, _INTERNAL, call.response_headers, self.redact)
+            else:
+                response_headers = {**call.response_headers, **reply.headers}
+                if isinstance(reply, Completion):
+                    await send_json(send, 200, reply.encode(), response_headers)
+                else:
+                    await send_stream(
+                        send, reply, response_headers, keepalive=self.config.server.keepalive, redact=self.redact
+                    )
+            tg.cancel_scope.cancel()
+
+    def redact(self, text: str) -> str:
+        """`text` with every configured secret blanked out."""
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "[redacted]")
+        return text
+
+
+def _require_method(method: str, allowed: str) -> None:
+    if method != allowed:
+        raise MethodNotAllowedError(f"Method {method} is not allowed here; use {allowed}.", headers={"allow": allowed})
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            scope.cancel()
+            return

@@ -1,0 +1,31 @@
+"""Configuration: the schema, the loader, and the embedded default."""
+
+from .default import default_document
+from .loader import BUILTIN_PROVIDERS, ProviderTypes, load_config
+from .schema import (
+    AuthConfig,
+    GatewayConfig,
+    KeyConfig,
+    ModelConfig,
+    ParamsConfig,
+    ProviderConfig,
+    RetryConfig,
+    RouteConfig,
+    ServerConfig,
+)
+
+__all__ = [
+    "BUILTIN_PROVIDERS",
+    "AuthConfig",
+    "GatewayConfig",
+    "KeyConfig",
+    "ModelConfig",
+    "ParamsConfig",
+    "ProviderConfig",
+    "ProviderTypes",
+    "RetryConfig",
+    "RouteConfig",
+    "ServerConfig",
+    "default_document",
+    "load_config",
+]

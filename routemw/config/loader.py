@@ -1,0 +1,458 @@
+"""Load a configuration from YAML, JSON or a mapping, and validate all of it at once.
+
+Validation collects every problem with its dotted path (`models.gpt-4o.routs: unknown key`)
+instead of stopping at the first, so `routemw check` can list them all. `${VAR}` and
+`${VAR:-default}` in string values are replaced from the environment before anything else;
+`$${` is a literal `${`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Final, TypeVar
+
+import yaml
+
+from ..errors import ConfigError
+from .schema import (
+    AuthConfig,
+    GatewayConfig,
+    KeyConfig,
+    ModelConfig,
+    ParamsConfig,
+    ProviderConfig,
+    RetryConfig,
+    RouteConfig,
+    ServerConfig,
+)
+
+__all__ = ["ProviderTypes", "load_config"]
+
+# What the loader needs to know about adapters: each known `type` and the extra option names it
+# takes beyond the common provider keys. The registry supplies it; `None` skips those checks.
+ProviderTypes = Mapping[str, frozenset[str]]
+
+# Providers every gateway has without declaring them (they need no network or credentials).
+BUILTIN_PROVIDERS: Final = {"echo": "echo"}
+
+_VAR: Final = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+_SHA256: Final = re.compile(r"[0-9a-fA-F]{64}")
+_PROVIDER_KEYS: Final = frozenset({"type", "base_url", "api_key", "timeout", "headers"})
+_T = TypeVar("_T")
+
+
+def load_config(
+    source: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    environ: Mapping[str, str] | None = None,
+    provider_types: ProviderTypes | None = None,
+) -> GatewayConfig:
+    """Read, interpolate and validate; raise `ConfigError` listing every problem."""
+    env = os.environ if environ is None else environ
+    if isinstance(source, Mapping):
+        document: Any = source
+        origin = "<mapping>"
+    else:
+        origin = os.fspath(source)
+        document = _read(Path(origin))
+    problems: list[str] = []
+    document = _interpolate(document, "", env, problems)
+    if problems:
+        raise ConfigError(problems)
+    config = _Validator(problems, provider_types).gateway(document, origin)
+    if problems or config is None:
+        raise ConfigError(problems)
+    return config
+
+
+def _read(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
+    try:
+        if path.suffix.lower() == ".json":
+            return json.loads(text)
+        return yaml.safe_load(text) or {}
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ConfigError([f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}"]) from exc
+
+
+def _interpolate(value: Any, path: str, env: Mapping[str, str], problems: list[str]) -> Any:
+    if isinstance(value, str):
+        if "$" not in value:
+            return value
+
+        def substitute(match: re.Match[str]) -> str:
+            if match.group(0) == "$${":
+                return "${"
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            problems.append(f"{path or '<root>'}: environment variable {name} is not set and has no default")
+            return ""
+
+        return _VAR.sub(substitute, value)
+    if isinstance(value, Mapping):
+        return {k: _interpolate(v, _join(path, str(k)), env, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}[{i}]", env, problems) for i, v in enumerate(value)]
+    return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    if isinstance(value, Mapping):
+        return "mapping"
+    return type(value).__name__
+
+
+class _Validator:
+    """Walks the document once; every check appends to `problems` and carries on."""
+
+    def __init__(self, problems: list[str], provider_types: ProviderTypes | None) -> None:
+        self.problems = problems
+        self.provider_types = provider_types
+
+    def problem(self, path: str, message: str) -> None:
+        self.problems.append(f"{path}: {message}")
+
+    # -- generic field readers -------------------------------------------------------------
+
+    def mapping(self, value: Any, path: str, allowed: frozenset[str] | None = None) -> dict[str, Any] | None:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            self.problem(path or "<root>", f"expected a mapping, got {_kind(value)}")
+            return None
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                self.problem(_join(path, str(key)), "keys must be strings")
+                continue
+            if allowed is not None and key not in allowed:
+                self.problem(_join(path, key), "unknown key")
+                continue
+            out[key] = item
+        return out
+
+    def field(
+        self, data: Mapping[str, Any], key: str, path: str, check: Callable[[Any, str], _T | None], default: _T
+    ) -> _T:
+        if key not in data:
+            return default
+        result = check(data[key], _join(path, key))
+        return default if result is None else result
+
+    def string(self, value: Any, path: str) -> str | None:
+        if isinstance(value, str) and value:
+            return value
+        self.problem(path, f"expected a non-empty string, got {_kind(value)}")
+        return None
+
+    def number(self, value: Any, path: str, *, minimum: float = 0.0, integer: bool = False) -> Any:
+        ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if not ok or isinstance(value, bool):
+            self.problem(path, f"expected {'an integer' if integer else 'a number'}, got {_kind(value)}")
+            return None
+        if value < minimum:
+            self.problem(path, f"must be at least {minimum:g}, got {value}")
+            return None
+        return value
+
+    def positive(self, value: Any, path: str) -> float | None:
+        result = self.number(value, path, minimum=0.0)
+        if result is not None and result <= 0:
+            self.problem(path, "must be greater than 0")
+            return None
+        return None if result is None else float(result)
+
+    def integer(self, minimum: int) -> Callable[[Any, str], int | None]:
+        def check(value: Any, path: str) -> int | None:
+            result = self.number(value, path, minimum=minimum, integer=True)
+            return None if result is None else int(result)
+
+        return check
+
+    def choice(self, *options: str) -> Callable[[Any, str], str | None]:
+        def check(value: Any, path: str) -> str | None:
+            if value in options:
+                return str(value)
+            self.problem(path, f"expected one of {', '.join(options)}, got {value!r}")
+            return None
+
+        return check
+
+    def string_map(self, value: Any, path: str) -> Mapping[str, str] | None:
+        data = self.mapping(value, path)
+        if data is None:
+            return None
+        for key, item in data.items():
+            if not isinstance(item, str):
+                self.problem(_join(path, key), f"expected a string, got {_kind(item)}")
+        return MappingProxyType({k: v for k, v in data.items() if isinstance(v, str)})
+
+    def flags(self, value: Any, path: str) -> Mapping[str, bool] | None:
+        data = self.mapping(value, path)
+        if data is None:
+            return None
+        for key, item in data.items():
+            if not isinstance(item, bool):
+                self.problem(_join(path, key), f"expected true or false, got {_kind(item)}")
+        return MappingProxyType({k: v for k, v in data.items() if isinstance(v, bool)})
+
+    def free_map(self, value: Any, path: str) -> Mapping[str, Any] | None:
+        data = self.mapping(value, path)
+        return None if data is None else MappingProxyType(data)
+
+    def string_list(self, value: Any, path: str) -> tuple[str, ...] | None:
+        if not isinstance(value, list):
+            self.problem(path, f"expected a list, got {_kind(value)}")
+            return None
+        items = [self.string(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        return tuple(item for item in items if item is not None)
+
+    # -- sections --------------------------------------------------------------------------
+
+    def gateway(self, document: Any, origin: str) -> GatewayConfig | None:
+        allowed = frozenset({"server", "providers", "models", "keys", "auth", "retry", "params"})
+        data = self.mapping(document, "", allowed)
+        if data is None:
+            return None
+        providers = self.providers(data.get("providers"), "providers")
+        models = self.models(data.get("models"), "models", providers)
+        keys = self.keys(data.get("keys"), "keys", models)
+        auth = self.auth(data.get("auth"), "auth")
+        if auth.mode == "keys" and not keys and "keys" not in self.problem_paths():
+            self.problem("auth.mode", "is 'keys' but no keys are configured; add `keys` or set `auth: {mode: none}`")
+        return GatewayConfig(
+            server=self.server(data.get("server"), "server"),
+            providers=MappingProxyType(providers),
+            models=MappingProxyType(models),
+            keys=keys,
+            auth=auth,
+            retry=self.retry(data.get("retry"), "retry"),
+            params=self.params(data.get("params"), "params"),
+            source=origin,
+        )
+
+    def problem_paths(self) -> set[str]:
+        return {p.split(":", 1)[0] for p in self.problems}
+
+    def server(self, value: Any, path: str) -> ServerConfig:
+        data = self.mapping(value, path, frozenset({"host", "port", "max_body_bytes", "keepalive"})) or {}
+        default = ServerConfig()
+        port = self.field(data, "port", path, self.integer(0), default.port)
+        if port > 65535:
+            self.problem(_join(path, "port"), f"must be at most 65535, got {port}")
+        return ServerConfig(
+            host=self.field(data, "host", path, self.string, default.host),
+            port=port,
+            max_body_bytes=self.field(data, "max_body_bytes", path, self.integer(1), default.max_body_bytes),
+            keepalive=self.field(data, "keepalive", path, self.positive, default.keepalive),
+        )
+
+    def providers(self, value: Any, path: str) -> dict[str, ProviderConfig]:
+        data = self.mapping(value, path) or {}
+        out: dict[str, ProviderConfig] = {}
+        for name, item in data.items():
+            provider = self.provider(name, item, _join(path, name))
+            if provider is not None:
+                out[name] = provider
+        return out
+
+    def provider(self, name: str, value: Any, path: str) -> ProviderConfig | None:
+        data = self.mapping(value, path)
+        if data is None:
+            return None
+        if "type" not in data:
+            self.problem(_join(path, "type"), "required (the adapter to use, for example `openai`)")
+            return None
+        type_name = self.string(data["type"], _join(path, "type"))
+        if type_name is None:
+            return None
+        option_names: frozenset[str] = frozenset()
+        if self.provider_types is not None:
+            if type_name not in self.provider_types:
+                known = ", ".join(sorted(self.provider_types))
+                self.problem(_join(path, "type"), f"unknown provider type {type_name!r}; known types: {known}")
+                return None
+            option_names = self.provider_types[type_name]
+        options = {}
+        for key, item in data.items():
+            if key in _PROVIDER_KEYS:
+                continue
+            if self.provider_types is not None and key not in option_names:
+                self.problem(_join(path, key), "unknown key")
+                continue
+            options[key] = item
+        base_url = self.field(data, "base_url", path, self.url, None)
+        api_key = data.get("api_key")
+        if api_key is not None and not isinstance(api_key, str):
+            self.problem(_join(path, "api_key"), f"expected a string, got {_kind(api_key)}")
+            api_key = None
+        return ProviderConfig(
+            name=name,
+            type=type_name,
+            base_url=base_url,
+            # An empty key (`${OPENAI_API_KEY:-}`) means "none": do not send an empty header.
+            api_key=api_key or None,
+            timeout=self.field(data, "timeout", path, self.positive, 60.0),
+            headers=self.field(data, "headers", path, self.string_map, MappingProxyType({})),
+            options=MappingProxyType(options),
+        )
+
+    def url(self, value: Any, path: str) -> str | None:
+        url = self.string(value, path)
+        if url is not None and not url.startswith(("http://", "https://")):
+            self.problem(path, f"expected an http:// or https:// URL, got {url!r}")
+            return None
+        return None if url is None else url.rstrip("/")
+
+    def models(self, value: Any, path: str, providers: Mapping[str, ProviderConfig]) -> dict[str, ModelConfig]:
+        data = self.mapping(value, path) or {}
+        out: dict[str, ModelConfig] = {}
+        for name, item in data.items():
+            model = self.model(name, item, _join(path, name), providers)
+            if model is not None:
+                out[name] = model
+        for name, model in out.items():
+            for i, fallback in enumerate(model.fallbacks):
+                if fallback not in data:
+                    self.problem(f"{path}.{name}.fallbacks[{i}]", f"unknown model {fallback!r}")
+                elif fallback == name:
+                    self.problem(f"{path}.{name}.fallbacks[{i}]", "a model cannot fall back to itself")
+        return out
+
+    def model(self, name: str, value: Any, path: str, providers: Mapping[str, ProviderConfig]) -> ModelConfig | None:
+        allowed = frozenset({"routes", "capabilities", "fallbacks", "owned_by"})
+        data = self.mapping(value, path, allowed)
+        if data is None:
+            return None
+        routes_value = data.get("routes")
+        routes: list[RouteConfig] = []
+        if not isinstance(routes_value, list) or not routes_value:
+            self.problem(_join(path, "routes"), "required: a non-empty list of {provider, model}")
+        else:
+            for i, item in enumerate(routes_value):
+                route = self.route(item, f"{path}.routes[{i}]", providers)
+                if route is not None:
+                    routes.append(route)
+        return ModelConfig(
+            name=name,
+            routes=tuple(routes),
+            capabilities=self.field(data, "capabilities", path, self.flags, MappingProxyType({})),
+            fallbacks=self.field(data, "fallbacks", path, self.string_list, ()),
+            owned_by=self.field(data, "owned_by", path, self.string, None),
+        )
+
+    def route(self, value: Any, path: str, providers: Mapping[str, ProviderConfig]) -> RouteConfig | None:
+        allowed = frozenset({"provider", "model", "weight", "params", "capabilities"})
+        data = self.mapping(value, path, allowed)
+        if data is None:
+            return None
+        provider = self.string(data.get("provider"), _join(path, "provider"))
+        model = self.string(data.get("model"), _join(path, "model"))
+        if provider is not None and provider not in providers and provider not in BUILTIN_PROVIDERS:
+            known = ", ".join(sorted({*providers, *BUILTIN_PROVIDERS}))
+            self.problem(_join(path, "provider"), f"unknown provider {provider!r}; declared providers: {known}")
+            return None
+        if provider is None or model is None:
+            return None
+        return RouteConfig(
+            provider=provider,
+            model=model,
+            weight=self.field(data, "weight", path, self.positive, 1.0),
+            params=self.field(data, "params", path, self.free_map, MappingProxyType({})),
+            capabilities=self.field(data, "capabilities", path, self.flags, MappingProxyType({})),
+        )
+
+    def keys(self, value: Any, path: str, models: Mapping[str, ModelConfig]) -> tuple[KeyConfig, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.problem(path, f"expected a list, got {_kind(value)}")
+            return ()
+        out: list[KeyConfig] = []
+        for i, item in enumerate(value):
+            key = self.key(item, f"{path}[{i}]", models)
+            if key is not None:
+                out.append(key)
+        return tuple(out)
+
+    def key(self, value: Any, path: str, models: Mapping[str, ModelConfig]) -> KeyConfig | None:
+        allowed = frozenset({"name", "key", "sha256", "models", "metadata"})
+        data = self.mapping(value, path, allowed)
+        if data is None:
+            return None
+        name = self.string(data.get("name"), _join(path, "name"))
+        secret = data.get("key")
+        digest = data.get("sha256")
+        if (secret is None) == (digest is None):
+            self.problem(path, "needs exactly one of `key` and `sha256`")
+        elif secret is not None and not (isinstance(secret, str) and secret):
+            # Never echo the value: it is a secret even when malformed.
+            self.problem(_join(path, "key"), "expected a non-empty string")
+        elif digest is not None and not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
+            self.problem(_join(path, "sha256"), "expected 64 hexadecimal characters")
+        allowed_models = self.string_list(data.get("models"), _join(path, "models")) if "models" in data else None
+        if allowed_models is None:
+            if "models" not in data:
+                self.problem(_join(path, "models"), 'required: a list of model ids, or ["*"]')
+            return None
+        for i, model in enumerate(allowed_models):
+            if model != "*" and model not in models:
+                self.problem(f"{path}.models[{i}]", f"unknown model {model!r}")
+        if name is None:
+            return None
+        return KeyConfig(
+            name=name,
+            models=allowed_models,
+            key=secret if isinstance(secret, str) else None,
+            sha256=digest.lower() if isinstance(digest, str) else None,
+            metadata=self.field(data, "metadata", path, self.string_map, MappingProxyType({})),
+        )
+
+    def auth(self, value: Any, path: str) -> AuthConfig:
+        data = self.mapping(value, path, frozenset({"mode"})) or {}
+        mode = self.field(data, "mode", path, self.choice("none", "keys"), "none")
+        return AuthConfig(mode="keys" if mode == "keys" else "none")
+
+    def retry(self, value: Any, path: str) -> RetryConfig:
+        allowed = frozenset({"attempts", "backoff_initial", "backoff_max", "timeout"})
+        data = self.mapping(value, path, allowed) or {}
+        default = RetryConfig()
+        config = RetryConfig(
+            attempts=self.field(data, "attempts", path, self.integer(1), default.attempts),
+            backoff_initial=self.field(data, "backoff_initial", path, self.positive, default.backoff_initial),
+            backoff_max=self.field(data, "backoff_max", path, self.positive, default.backoff_max),
+            timeout=self.field(data, "timeout", path, self.positive, default.timeout),
+        )
+        if config.backoff_max < config.backoff_initial:
+            self.problem(_join(path, "backoff_max"), "must not be smaller than backoff_initial")
+        return config
+
+    def params(self, value: Any, path: str) -> ParamsConfig:
+        data = self.mapping(value, path, frozenset({"unsupported"})) or {}
+        policy = self.field(data, "unsupported", path, self.choice("reject", "drop", "clamp"), "reject")
+        return ParamsConfig(unsupported="drop" if policy == "drop" else "clamp" if policy == "clamp" else "reject")

@@ -1,0 +1,116 @@
+"""The validated configuration: frozen records, built only by `routemw.config.load_config`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Literal
+
+__all__ = [
+    "AuthConfig",
+    "GatewayConfig",
+    "KeyConfig",
+    "ModelConfig",
+    "ParamsConfig",
+    "ProviderConfig",
+    "RetryConfig",
+    "RouteConfig",
+    "ServerConfig",
+]
+
+
+
+def _empty() -> Mapping[str, Any]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 8 * 1024 * 1024
+    # Seconds of upstream silence after which a stream gets an SSE comment, so that proxies
+    # and clients with idle timeouts keep the connection open during long reasoning pauses.
+    keepalive: float = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    """One named upstream endpoint; `type` picks the adapter, `options` are the adapter's own."""
+
+    name: str
+    type: str
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    timeout: float = 60.0
+    headers: Mapping[str, str] = field(default_factory=_empty, repr=False)
+    options: Mapping[str, Any] = field(default_factory=_empty)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    """One candidate for a public model: a provider and the model name it knows."""
+
+    provider: str
+    model: str
+    weight: float = 1.0
+    params: Mapping[str, Any] = field(default_factory=_empty)
+    capabilities: Mapping[str, bool] = field(default_factory=_empty)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    name: str
+    routes: tuple[RouteConfig, ...]
+    capabilities: Mapping[str, bool] = field(default_factory=_empty)
+    fallbacks: tuple[str, ...] = ()
+    owned_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyConfig:
+    """An inbound API key (an account). Exactly one of `key` and `sha256` is set."""
+
+    name: str
+    models: tuple[str, ...]
+    key: str | None = field(default=None, repr=False)
+    sha256: str | None = field(default=None, repr=False)
+    metadata: Mapping[str, str] = field(default_factory=_empty)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    mode: Literal["none", "keys"] = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    attempts: int = 3  # calls to one target, the first included
+    backoff_initial: float = 0.25
+    backoff_max: float = 8.0
+    timeout: float = 120.0  # one deadline for every attempt, sleep and fallback of a request
+
+
+@dataclass(frozen=True, slots=True)
+class ParamsConfig:
+    unsupported: Literal["reject", "drop", "clamp"] = "reject"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    server: ServerConfig = ServerConfig()
+    providers: Mapping[str, ProviderConfig] = field(default_factory=_empty)
+    models: Mapping[str, ModelConfig] = field(default_factory=_empty)
+    keys: tuple[KeyConfig, ...] = ()
+    auth: AuthConfig = AuthConfig()
+    retry: RetryConfig = RetryConfig()
+    params: ParamsConfig = ParamsConfig()
+    source: str = "<mapping>"  # where it came from, for messages
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret this configuration holds, so output can be scrubbed of them."""
+        found = [p.api_key for p in self.providers.values() if p.api_key]
+        found += [k.key for k in self.keys if k.key]
+        found += [v for p in self.providers.values() for v in p.headers.values() if v]
+        return tuple(s for s in found if len(s) >= 4)

@@ -1,0 +1,125 @@
+"""The pipeline's endpoint: one attempt at `call.target`, through a transport.
+
+For a stream it reads up to the first meaningful chunk (content, a tool call, a finish or usage;
+not a bare role chunk or a preamble) before returning, so that everything that can go wrong
+before the client sees a byte is still an exception the router can retry or fall back on.
+The whole attempt, including that wait, is bounded by the provider's timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Final
+
+import anyio
+import httpx
+
+from .errors import UpstreamTimeoutError
+from .pipeline import Call
+from .providers.base import Provider
+from .reply import Chunk, Reply, Stream
+
+__all__ = ["Dispatcher", "is_meaningful"]
+
+# An error body larger than this is cut: it is only read to classify and report the error.
+_MAX_ERROR_BODY: Final = 256 * 1024
+
+
+class Dispatcher:
+    """Sends `call.target`'s request; the transport comes from the gateway unless the provider has its own."""
+
+    def __init__(self, transport: Callable[[], httpx.AsyncBaseTransport]) -> None:
+        self._transport = transport
+
+    async def __call__(self, call: Call) -> Reply:
+        target = call.target
+        if target is None:
+            raise RuntimeError("Dispatcher called without call.target; put a routing middleware before it")
+        provider = target.provider
+        request = provider.build_request(call.request, target)
+        transport = provider.transport or self._transport()
+        response: httpx.Response | None = None
+        try:
+            with anyio.fail_after(provider.timeout):
+                try:
+                    response = await transport.handle_async_request(request)
+                    if not 200 <= response.status_code < 300:
+                        raise provider.error_from_response(response, await _read_bounded(response))
+                    if call.request.stream:
+                        chunks = _guarded(provider.parse_stream(response, target), provider)
+                        head = await _read_head(chunks)
+                        headers = _upstream_headers(response.headers)
+                        return Stream(head, chunks, aclose=response.aclose, headers=headers)
+                    body = await response.aread()
+                    completion = provider.parse_response(response, body, target)
+                    completion.headers.update(_upstream_headers(response.headers))
+                    return completion
+                except httpx.TransportError as exc:
+                    raise provider.error_from_exception(exc) from exc
+        except TimeoutError as exc:
+            raise UpstreamTimeoutError(
+                f"Provider '{provider.name}' did not answer within {provider.timeout:g}s.", provider=provider.name
+            ) from exc
+        except BaseException:
+            # Failed or cancelled (the client went away): release the upstream connection now.
+            if response is not None:
+                with anyio.CancelScope(shield=True):
+                    await response.aclose()
+            raise
+        finally:
+            if response is not None and not call.request.stream:
+                await response.aclose()
+
+
+async def _guarded(chunks: AsyncIterator[Chunk], provider: Provider) -> AsyncIterator[Chunk]:
+    """The adapter's chunks, with a connection lost mid-stream classified like any other."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except httpx.TransportError as exc:
+        raise provider.error_from_exception(exc) from exc
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+
+
+async def _read_head(chunks: AsyncIterator[Chunk]) -> list[Chunk]:
+    head: list[Chunk] = []
+    async for chunk in chunks:
+        head.append(chunk)
+        if is_meaningful(chunk.data):
+            break
+    return head
+
+
+async def _read_bounded(response: httpx.Response) -> bytes:
+    body = bytearray()
+    async for piece in response.aiter_bytes():
+        body += piece
+        if len(body) >= _MAX_ERROR_BODY:
+            break
+    return bytes(body[:_MAX_ERROR_BODY])
+
+
+def _upstream_headers(headers: httpx.Headers) -> dict[str, str]:
+    request_id = headers.get("x-request-id") or headers.get("request-id")
+    return {"x-upstream-request-id": request_id} if request_id else {}
+
+
+def is_meaningful(data: Mapping[str, Any]) -> bool:
+    """Whether a chunk commits the response: it says something beyond "a reply is coming"."""
+    if data.get("usage"):
+        return True
+    choices = data.get("choices")
+    if not isinstance(choices, list):
+        return False
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        if choice.get("finish_reason") is not None:
+            return True
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and (
+            delta.get("content") or delta.get("tool_calls") or delta.get("refusal") or delta.get("function_call")
+        ):
+            return True
+    return False

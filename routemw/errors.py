@@ -1,0 +1,210 @@
+"""Every error routemw raises, organised by what the caller can do about it.
+
+    RouteMWError                    rendered to clients in the OpenAI error envelope
+    ├── ClientError                 the request is at fault; never retried
+    │   ├── InvalidRequestError       400, names the offending `param`
+    │   ├── AuthenticationError       401
+    │   ├── PermissionDeniedError     403
+    │   ├── NotFoundError             404 (unknown path, unknown model)
+    │   ├── MethodNotAllowedError     405
+    │   └── PayloadTooLargeError      413
+    ├── UpstreamError               one attempt at one provider failed; carries an `Action`
+    │   └── UpstreamTimeoutError      the attempt ran out of time
+    └── AllTargetsFailedError       every candidate was tried; carries the attempt log
+
+    ConfigError                     startup only; lists every problem found, never rendered
+
+An `UpstreamError` is classified exactly once, by the adapter that saw it (`Action.RETRY` the
+same target, `Action.FALLBACK` to the next, `Action.STOP` and answer the client). Everything
+above the adapter reads that decision and never second-guesses the status code.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "Action",
+    "AllTargetsFailedError",
+    "Attempt",
+    "AuthenticationError",
+    "ClientError",
+    "ConfigError",
+    "InvalidRequestError",
+    "MethodNotAllowedError",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RouteMWError",
+    "UpstreamError",
+    "UpstreamTimeoutError",
+]
+
+
+class RouteMWError(Exception):
+    """Base of every error that reaches a client as an OpenAI error envelope."""
+
+    status_code: int = 500
+    error_type: str = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def envelope(self) -> dict[str, Any]:
+        """The body OpenAI clients expect: all four keys present, `param`/`code` maybe null."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status={self.status_code}, code={self.code!r}, message={self.message!r})"
+
+
+class ClientError(RouteMWError):
+    """The request itself is wrong; retrying or falling back cannot help."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class InvalidRequestError(ClientError):
+    status_code = 400
+
+
+class AuthenticationError(ClientError):
+    # OpenAI answers a bad key with type invalid_request_error, not authentication_error.
+    status_code = 401
+    code = "invalid_api_key"
+
+
+class PermissionDeniedError(ClientError):
+    status_code = 403
+    code = "permission_denied"
+
+
+class NotFoundError(ClientError):
+    status_code = 404
+    code = "not_found"
+
+
+class MethodNotAllowedError(ClientError):
+    status_code = 405
+    code = "method_not_allowed"
+
+
+class PayloadTooLargeError(ClientError):
+    status_code = 413
+    code = "request_too_large"
+
+
+class Action(enum.Enum):
+    """What the router should do after an upstream failure."""
+
+    RETRY = "retry"  # the same target may succeed on another try (429 rate limit, 5xx, network)
+    FALLBACK = "fallback"  # this target cannot serve it now; the next one might (quota, 401, 404)
+    STOP = "stop"  # the request is at fault; every target would reject it (400 about the content)
+
+
+class UpstreamError(RouteMWError):
+    """One attempt at one provider failed."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        action: Action,
+        status: int | None = None,
+        error_type: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+        upstream_request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, param=param, code=code)
+        self.provider = provider
+        self.action = action
+        self.upstream_status = status
+        self.retry_after = retry_after
+        self.upstream_request_id = upstream_request_id
+        # What the client sees when this error is returned as is (Action.STOP, or in-band after
+        # a stream has started): a client-side status keeps the upstream's, anything else is a
+        # gateway failure (502), since the caller did nothing wrong.
+        self.status_code = status if status is not None and 400 <= status < 500 and status != 429 else 502
+        self.error_type = error_type or ("invalid_request_error" if self.status_code < 500 else "upstream_error")
+        if self.code is None and self.status_code == 502:
+            self.code = "upstream_error"
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """The attempt did not finish (or a stream did not start) within its timeout."""
+
+    def __init__(self, message: str, *, provider: str) -> None:
+        super().__init__(message, provider=provider, action=Action.RETRY, code="upstream_timeout")
+        self.status_code = 504
+        self.error_type = "timeout_error"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One call to one target, as reported to clients and traces (no URLs, no secrets)."""
+
+    provider: str
+    model: str
+    status: int | None
+    code: str | None
+    action: Action
+
+    def describe(self) -> str:
+        status = self.status if self.status is not None else "no response"
+        return f"{self.provider}/{self.model}: {status} {self.code or ''}".rstrip()
+
+
+class AllTargetsFailedError(RouteMWError):
+    """Every candidate target failed; the message lists each attempt."""
+
+    error_type = "upstream_error"
+
+    def __init__(self, model: str, attempts: Sequence[Attempt]) -> None:
+        self.attempts = tuple(attempts)
+        tried = "; ".join(a.describe() for a in self.attempts) or "no target could be tried"
+        super().__init__(f"All upstream targets for model '{model}' failed: {tried}", code="upstream_error")
+        if self.attempts and all(a.status == 429 for a in self.attempts):
+            self.status_code = 429
+            self.error_type = "rate_limit_error"
+            self.code = "rate_limit_exceeded"
+        elif self.attempts and all(a.code == "upstream_timeout" for a in self.attempts):
+            self.status_code = 504
+            self.error_type = "timeout_error"
+            self.code = "upstream_timeout"
+        else:
+            self.status_code = 502
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; `problems` lists every one found, each with its path."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in self.problems))

@@ -1,0 +1,1 @@
+"""HTTP plumbing with no knowledge of chat: body reading, SSE, response writing."""

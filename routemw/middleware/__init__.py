@@ -1,0 +1,6 @@
+"""The built-in middleware. Each is a plain class usable in a hand-built pipeline."""
+
+from .fallback import FallbackMiddleware
+from .resolve import ResolveMiddleware
+
+__all__ = ["FallbackMiddleware", "ResolveMiddleware"]

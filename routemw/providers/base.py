@@ -1,0 +1,73 @@
+"""The adapter contract: what the router may ask of a provider, and nothing else.
+
+An adapter translates; it never performs I/O, retries, sleeps, or reads the environment. It
+builds the upstream `httpx.Request`, reads the upstream's answer into OpenAI shapes, and
+classifies a failure once into an `Action`. The dispatcher sends the request through a transport
+and owns every timeout; the router owns every retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+
+from ..chat import ChatRequest
+from ..errors import UpstreamError
+from ..reply import Chunk, Completion
+
+__all__ = ["Provider", "Target"]
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A configured upstream endpoint that speaks one wire format."""
+
+    @property
+    def name(self) -> str:
+        """The provider's name in config; appears in headers, traces and error messages."""
+
+    @property
+    def timeout(self) -> float:
+        """Seconds one attempt may take, including the wait for a stream's first event."""
+
+    @property
+    def transport(self) -> httpx.AsyncBaseTransport | None:
+        """A transport of the adapter's own (an in-process fake), or None for the gateway's."""
+
+    def build_request(self, request: ChatRequest, target: Target) -> httpx.Request:
+        """The upstream request for `request` on `target`; pure, no I/O."""
+
+    def parse_response(self, response: httpx.Response, body: bytes, target: Target) -> Completion:
+        """A successful upstream answer as an OpenAI `chat.completion`."""
+
+    def parse_stream(self, response: httpx.Response, target: Target) -> AsyncIterator[Chunk]:
+        """A successful upstream stream as OpenAI chunks.
+
+        Raises `UpstreamError` for an in-band upstream error or a stream that ends before it
+        finished. Contains no task groups or cancel scopes, so it can be driven from any task.
+        """
+
+    def error_from_response(self, response: httpx.Response, body: bytes) -> UpstreamError:
+        """An upstream error status, classified."""
+
+    def error_from_exception(self, exc: Exception) -> UpstreamError:
+        """A transport failure (connect, read, protocol), classified."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Target:
+    """One candidate for a request: a provider, the model name it knows, and route settings."""
+
+    provider: Provider
+    model: str  # the upstream's model name
+    public_model: str  # what the client asked for (or the fallback model this target serves)
+    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    capabilities: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
+    weight: float = 1.0
+
+    def __repr__(self) -> str:
+        return f"Target({self.provider.name}/{self.model} for {self.public_model})"

@@ -1,0 +1,236 @@
+"""OpenAI and every OpenAI-compatible server: the passthrough adapter.
+
+The request goes out as the client sent it, with only `model` replaced by the route's model
+name and route `params` defaults filled in for keys the client did not send; when neither
+applies, the client's own bytes are forwarded without re-encoding. Unknown fields travel on
+untouched, because the OpenAI API grows every month and a gateway must not be the reason a new
+field cannot be used.
+
+Responses keep the upstream's bytes as well. Stream chunks are decoded (to find errors, the
+finish, and to skip Azure-style `choices: []` preambles) but forwarded as the upstream framed
+them unless something changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Final
+
+import httpx
+import orjson
+
+from ..chat import ChatRequest
+from ..config import ProviderConfig
+from ..errors import Action, UpstreamError
+from ..http.sse import SSEDecoder
+from ..reply import Chunk, Completion
+from .base import Target
+from .classify import action_for_status, error_from_transport, retry_after_seconds
+
+__all__ = ["OpenAIProvider", "register"]
+
+DEFAULT_BASE_URL: Final = "https://api.openai.com/v1"
+_DONE: Final = b"[DONE]"
+# Codes that mean "this target cannot take this parameter or model", which another target may.
+_TARGET_SPECIFIC_CODES: Final = frozenset({"unsupported_parameter", "unsupported_value", "model_not_supported"})
+_QUOTA_CODES: Final = frozenset({"insufficient_quota", "credit_balance_exhausted", "billing_hard_limit_reached"})
+_MAX_ERROR_MESSAGE: Final = 2000
+
+
+class OpenAIProvider:
+    """Adapter for `type: openai`: OpenAI itself and OpenAI-compatible servers."""
+
+    def __init__(self, config: ProviderConfig, *, default_base_url: str = DEFAULT_BASE_URL) -> None:
+        self._name = config.name
+        self._timeout = config.timeout
+        base_url = config.base_url or default_base_url
+        self._url = httpx.URL(base_url + "/chat/completions")
+        headers = {"content-type": "application/json", **{k.lower(): v for k, v in config.headers.items()}}
+        if config.api_key:
+            headers["authorization"] = f"Bearer {config.api_key}"
+        organization = config.options.get("organization")
+        if organization:
+            headers["openai-organization"] = str(organization)
+        project = config.options.get("project")
+        if project:
+            headers["openai-project"] = str(project)
+        self._json_headers = {**headers, "accept": "application/json"}
+        self._sse_headers = {**headers, "accept": "text/event-stream"}
+        self._read_timeout = {
+            "connect": config.timeout,
+            "read": config.timeout,
+            "write": config.timeout,
+            "pool": config.timeout,
+        }
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    @property
+    def transport(self) -> httpx.AsyncBaseTransport | None:
+        return None
+
+    def build_request(self, request: ChatRequest, target: Target) -> httpx.Request:
+        return httpx.Request(
+            "POST",
+            self._url,
+            headers=self._sse_headers if request.stream else self._json_headers,
+            content=self.encode_body(request, target),
+            extensions={"timeout": self._read_timeout},
+        )
+
+    def encode_body(self, request: ChatRequest, target: Target) -> bytes:
+        defaults = [key for key in target.params if key not in request.body]
+        if request.raw is not None and target.model == request.model and not defaults:
+            return request.raw
+        body = dict(request.body)
+        body["model"] = target.model
+        for key in defaults:
+            body[key] = target.params[key]
+        return orjson.dumps(body)
+
+    def parse_response(self, response: httpx.Response, body: bytes, target: Target) -> Completion:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            raise UpstreamError(
+                f"Provider '{self._name}' sent a response that is not a chat completion.",
+                provider=self._name,
+                action=Action.RETRY,
+                code="invalid_upstream_response",
+            )
+        return Completion(data=data, raw=body)
+
+    async def parse_stream(self, response: httpx.Response, target: Target) -> AsyncIterator[Chunk]:
+        decoder = SSEDecoder()
+        finished = False
+        async for raw in response.aiter_bytes():
+            for event in decoder.feed(raw):
+                if event.data == _DONE:
+                    return
+                chunk = self._chunk(event.data)
+                if chunk is None:
+                    continue
+                if not finished:
+                    finished = _has_finish(chunk.data)
+                yield chunk
+        for event in decoder.close():
+            if event.data == _DONE:
+                return
+            chunk = self._chunk(event.data)
+            if chunk is not None:
+                finished = finished or _has_finish(chunk.data)
+                yield chunk
+        if not finished:
+            raise UpstreamError(
+                f"Provider '{self._name}' ended the stream before it finished.",
+                provider=self._name,
+                action=Action.RETRY,
+                code="upstream_stream_truncated",
+            )
+
+    def _chunk(self, data: bytes) -> Chunk | None:
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(
+                f"Provider '{self._name}' sent a stream event that is not JSON.",
+                provider=self._name,
+                action=Action.RETRY,
+                code="invalid_upstream_response",
+            ) from exc
+        if not isinstance(payload, dict):
+            return None
+        if payload.get("error"):
+            # An error inside a 200 stream (OpenRouter, vLLM and others do this).
+            raise self._classify(payload, status=None, headers=None)
+        choices = payload.get("choices")
+        if not choices and payload.get("usage") is None:
+            # A preamble with nothing for the client (Azure's prompt_filter_results chunk),
+            # or a keep-alive-like empty chunk: never forwarded.
+            return None
+        return Chunk(data=payload, raw=data)
+
+    def error_from_response(self, response: httpx.Response, body: bytes) -> UpstreamError:
+        try:
+            payload: Any = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            payload = None
+        return self._classify(payload, status=response.status_code, headers=response.headers)
+
+    def error_from_exception(self, exc: Exception) -> UpstreamError:
+        return error_from_transport(self._name, exc)
+
+    def _classify(self, payload: Any, *, status: int | None, headers: httpx.Headers | None) -> UpstreamError:
+        fields = _error_fields(payload)
+        message = fields.get("message") or f"Provider '{self._name}' answered HTTP {status}."
+        code = fields.get("code")
+        error_type = fields.get("type")
+        effective_status = status if status is not None else _status_from_fields(fields)
+        action = action_for_status(effective_status, headers) if effective_status is not None else Action.RETRY
+        if effective_status == 429 and (code in _QUOTA_CODES or error_type in _QUOTA_CODES):
+            action = Action.FALLBACK  # out of money: waiting will not help, another provider may
+        elif effective_status == 429 and "request too large" in message.lower():
+            action = Action.FALLBACK  # larger than the per-minute limit: no retry can succeed
+        elif action is Action.STOP and code in _TARGET_SPECIFIC_CODES:
+            action = Action.FALLBACK
+        return UpstreamError(
+            message[:_MAX_ERROR_MESSAGE],
+            provider=self._name,
+            action=action,
+            status=effective_status,
+            error_type=error_type if action is Action.STOP else None,
+            param=fields.get("param"),
+            code=code,
+            retry_after=retry_after_seconds(headers) if headers is not None else None,
+            upstream_request_id=headers.get("x-request-id") if headers is not None else None,
+        )
+
+
+def _error_fields(payload: Any) -> dict[str, Any]:
+    """message/type/param/code from the error shapes OpenAI-compatible servers use."""
+    if isinstance(payload, list) and payload:  # Gemini's OpenAI layer wraps errors in an array
+        payload = payload[0]
+    if not isinstance(payload, dict):
+        return {}
+    error = payload.get("error", payload)  # vLLM and Mistral use a flat {"object": "error", ...}
+    if isinstance(error, str):
+        return {"message": error}
+    if not isinstance(error, dict):
+        return {}
+    out: dict[str, Any] = {}
+    message = error.get("message")
+    if isinstance(message, str):
+        out["message"] = message
+    elif message is not None:
+        out["message"] = orjson.dumps(message).decode()  # a pydantic `detail` list, say
+    for key in ("type", "param", "code"):
+        value = error.get(key)
+        if value is not None:
+            out[key] = str(value)  # OpenRouter and vLLM send numeric codes; OpenAI's are strings
+    return out
+
+
+def _status_from_fields(fields: Mapping[str, Any]) -> int | None:
+    code = fields.get("code")
+    if isinstance(code, str) and code.isdigit() and len(code) == 3:
+        return int(code)
+    return None
+
+
+def _has_finish(data: Mapping[str, Any]) -> bool:
+    choices = data.get("choices")
+    if not choices:
+        return False
+    return any(isinstance(c, dict) and c.get("finish_reason") is not None for c in choices)
+
+
+def register(registry: Any) -> None:
+    registry.register("openai", OpenAIProvider, options=("organization", "project"))
