@@ -1,5 +1,6 @@
 """routemw: one OpenAI-compatible endpoint in front of every LLM provider, as an ASGI app."""
 
+from .accounts import ANONYMOUS, Account, Authenticator, ConfigKeyStore, KeyStore
 from .app import Gateway
 from .chat import ChatRequest
 from .config import GatewayConfig, ProviderConfig, load_config
@@ -18,7 +19,7 @@ from .errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
-from .middleware import FallbackMiddleware, ResolveMiddleware
+from .middleware import AuthMiddleware, FallbackMiddleware, ResolveMiddleware
 from .pipeline import Call, Handler, Middleware, compose
 from .providers.base import Provider, Target
 from .providers.echo import EchoStep, EchoUpstream
@@ -29,16 +30,21 @@ from .reply import Chunk, Completion, Reply, Stream
 __version__ = "0.1.0"
 
 __all__ = [
+    "ANONYMOUS",
+    "Account",
     "Action",
     "AllTargetsFailedError",
     "Attempt",
+    "AuthMiddleware",
     "AuthenticationError",
+    "Authenticator",
     "Call",
     "ChatRequest",
     "Chunk",
     "ClientError",
     "Completion",
     "ConfigError",
+    "ConfigKeyStore",
     "Dispatcher",
     "EchoStep",
     "EchoUpstream",
@@ -47,6 +53,7 @@ __all__ = [
     "GatewayConfig",
     "Handler",
     "InvalidRequestError",
+    "KeyStore",
     "Middleware",
     "NotFoundError",
     "OpenAIProvider",

@@ -22,6 +22,7 @@ import anyio
 import httpx
 import orjson
 
+from .accounts import Account, Authenticator, ConfigKeyStore, KeyStore, ScopeResolver
 from .chat import parse_chat_request
 from .config import BUILTIN_PROVIDERS, GatewayConfig, ProviderConfig, default_document, load_config
 from .dispatch import Dispatcher
@@ -30,7 +31,7 @@ from .http.asgi import Receive, Scope, Send, route_path
 from .http.body import ClientDisconnected, read_body
 from .http.responses import send_error, send_json, send_stream
 from .http.transport import default_transport
-from .middleware import FallbackMiddleware, ResolveMiddleware
+from .middleware import AuthMiddleware, FallbackMiddleware, ResolveMiddleware
 from .middleware.resolve import model_not_found
 from .pipeline import Call, Handler, Middleware, compose
 from .providers.base import Provider
@@ -58,6 +59,8 @@ class Gateway:
         registry: ProviderRegistry | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         middleware: PipelineSpec | None = None,
+        key_store: KeyStore | None = None,
+        account_from_scope: ScopeResolver | None = None,
     ) -> None:
         """Build from a validated config.
 
@@ -65,12 +68,23 @@ class Gateway:
         tests, or one with your proxy and TLS settings); the gateway does not close a transport
         it was given. `middleware` is either a list put in front of the default pipeline, or a
         function that gets the default list and returns the pipeline to use.
+
+        Auth follows `config.auth` with the config's keys, unless you pass `key_store` (your own
+        async `lookup(secret) -> Account | None`) or `account_from_scope` (a function of the
+        ASGI scope, for a host that has already authenticated the user), which turn it on.
         """
         self.config = config
         self.registry = registry if registry is not None else ProviderRegistry.default()
         self.providers: Mapping[str, Provider] = self._create_providers()
         self.catalog = Catalog.build(config, self.providers)
-        defaults: list[Middleware] = [ResolveMiddleware(self.catalog), FallbackMiddleware()]
+        if key_store is None and config.auth.mode == "keys":
+            key_store = ConfigKeyStore(config.keys)
+        self.authenticator = Authenticator(key_store, scope_resolver=account_from_scope)
+        defaults: list[Middleware] = [
+            AuthMiddleware(self.authenticator),
+            ResolveMiddleware(self.catalog),
+            FallbackMiddleware(),
+        ]
         if middleware is None:
             layers: Sequence[Middleware] = defaults
         elif callable(middleware):
@@ -93,13 +107,22 @@ class Gateway:
         registry: ProviderRegistry | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         middleware: PipelineSpec | None = None,
+        key_store: KeyStore | None = None,
+        account_from_scope: ScopeResolver | None = None,
     ) -> Gateway:
         """Load a YAML/JSON file or a mapping (None: the embedded default) and build a gateway."""
         env = os.environ if environ is None else environ
         registry = registry if registry is not None else ProviderRegistry.default()
         document = default_document(env) if source is None else source
         config = load_config(document, environ=env, provider_types=registry.types)
-        return cls(config, registry=registry, transport=transport, middleware=middleware)
+        return cls(
+            config,
+            registry=registry,
+            transport=transport,
+            middleware=middleware,
+            key_store=key_store,
+            account_from_scope=account_from_scope,
+        )
 
     def _create_providers(self) -> dict[str, Provider]:
         providers = {name: self.registry.create(cfg) for name, cfg in self.config.providers.items()}
@@ -171,14 +194,13 @@ class Gateway:
                 await self._chat(scope, receive, send, headers, request_id)
             elif path == "/v1/models":
                 _require_method(method, "GET")
-                body = {"object": "list", "data": [entry.card(self._created) for entry in self.catalog]}
-                await send_json(send, 200, orjson.dumps(body), response_headers)
+                account = await self.authenticator.authenticate(headers, scope)
+                cards = [entry.card(self._created) for entry in self.catalog if account.may_use(entry.id)]
+                await send_json(send, 200, orjson.dumps({"object": "list", "data": cards}), response_headers)
             elif path.startswith("/v1/models/"):
                 _require_method(method, "GET")
-                entry = self.catalog.get(path[len("/v1/models/") :])
-                if entry is None:
-                    raise model_not_found(path[len("/v1/models/") :])
-                await send_json(send, 200, orjson.dumps(entry.card(self._created)), response_headers)
+                account = await self.authenticator.authenticate(headers, scope)
+                await send_json(send, 200, self._model_card(path[len("/v1/models/") :], account), response_headers)
             else:
                 raise NotFoundError(f"Invalid URL ({method} {path})", code="unknown_url")
         except ClientDisconnected:
@@ -212,6 +234,12 @@ class Gateway:
                         send, reply, response_headers, keepalive=self.config.server.keepalive, redact=self.redact
                     )
             tg.cancel_scope.cancel()
+
+    def _model_card(self, model: str, account: Account) -> bytes:
+        entry = self.catalog.get(model)
+        if entry is None or not account.may_use(model):
+            raise model_not_found(model)
+        return orjson.dumps(entry.card(self._created))
 
     def redact(self, text: str) -> str:
         """`text` with every configured secret blanked out."""

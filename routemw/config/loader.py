@@ -8,6 +8,7 @@ instead of stopping at the first, so `routemw check` can list them all. `${VAR}`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -243,7 +244,7 @@ class _Validator:
         models = self.models(data.get("models"), "models", providers)
         keys = self.keys(data.get("keys"), "keys", models)
         auth = self.auth(data.get("auth"), "auth")
-        if auth.mode == "keys" and not keys and "keys" not in self.problem_paths():
+        if auth.mode == "keys" and not keys and not any(p.startswith("keys") for p in self.problems):
             self.problem("auth.mode", "is 'keys' but no keys are configured; add `keys` or set `auth: {mode: none}`")
         return GatewayConfig(
             server=self.server(data.get("server"), "server"),
@@ -255,9 +256,6 @@ class _Validator:
             params=self.params(data.get("params"), "params"),
             source=origin,
         )
-
-    def problem_paths(self) -> set[str]:
-        return {p.split(":", 1)[0] for p in self.problems}
 
     def server(self, value: Any, path: str) -> ServerConfig:
         data = self.mapping(value, path, frozenset({"host", "port", "max_body_bytes", "keepalive"})) or {}
@@ -394,10 +392,23 @@ class _Validator:
             self.problem(path, f"expected a list, got {_kind(value)}")
             return ()
         out: list[KeyConfig] = []
+        names: dict[str, int] = {}
+        digests: dict[bytes, int] = {}
         for i, item in enumerate(value):
             key = self.key(item, f"{path}[{i}]", models)
-            if key is not None:
-                out.append(key)
+            if key is None:
+                continue
+            digest = bytes.fromhex(key.sha256) if key.sha256 else hashlib.sha256((key.key or "").encode()).digest()
+            if key.name in names:
+                self.problem(
+                    f"{path}[{i}].name", f"account {key.name!r} is already defined at {path}[{names[key.name]}]"
+                )
+            if digest in digests:
+                # Name the colliding entries, never the secret.
+                self.problem(f"{path}[{i}]", f"uses the same secret as {path}[{digests[digest]}]")
+            names.setdefault(key.name, i)
+            digests.setdefault(digest, i)
+            out.append(key)
         return tuple(out)
 
     def key(self, value: Any, path: str, models: Mapping[str, ModelConfig]) -> KeyConfig | None:

@@ -20,7 +20,6 @@ __all__ = [
 ]
 
 
-
 def _empty() -> Mapping[str, Any]:
     return MappingProxyType({})
 

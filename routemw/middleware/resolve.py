@@ -1,7 +1,13 @@
-"""Public model id to candidate targets; an unknown model is a 404 `model_not_found`."""
+"""Public model id to candidate targets, as far as the caller's account reaches.
+
+A model the account may not use gets exactly the answer a model that does not exist gets, so
+one account cannot learn what another has. A fallback model the account may not use is left
+out of the candidates, as if it were not configured.
+"""
 
 from __future__ import annotations
 
+from ..accounts import ANONYMOUS, Account
 from ..errors import NotFoundError
 from ..pipeline import Call, Handler
 from ..reply import Reply
@@ -11,8 +17,7 @@ __all__ = ["ResolveMiddleware", "model_not_found"]
 
 
 def model_not_found(model: str) -> NotFoundError:
-    # The wording OpenAI uses. It deliberately does not say which of the two it is, so the same
-    # answer can serve "no such model" and "not yours".
+    # OpenAI's own wording, which deliberately does not say which of the two it is.
     return NotFoundError(
         f"The model `{model}` does not exist or you do not have access to it.",
         param="model",
@@ -27,8 +32,10 @@ class ResolveMiddleware:
         self.catalog = catalog
 
     async def __call__(self, call: Call, next: Handler) -> Reply:
-        candidates = self.catalog.candidates(call.request.model)
+        account: Account = call.account if call.account is not None else ANONYMOUS
+        model = call.request.model
+        candidates = self.catalog.candidates(model, account.may_use) if account.may_use(model) else []
         if not candidates:
-            raise model_not_found(call.request.model)
+            raise model_not_found(model)
         call.candidates = candidates
         return await next(call)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -24,8 +24,14 @@ class ModelEntry:
     capabilities: Mapping[str, bool]
 
     def card(self, created: int) -> dict[str, Any]:
-        """The `GET /v1/models` entry."""
-        return {"id": self.id, "object": "model", "created": created, "owned_by": self.owned_by}
+        """The `GET /v1/models` entry: OpenAI's fields, plus the capability flags."""
+        return {
+            "id": self.id,
+            "object": "model",
+            "created": created,
+            "owned_by": self.owned_by,
+            "capabilities": dict(self.capabilities),
+        }
 
 
 class Catalog:
@@ -60,14 +66,14 @@ class Catalog:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def candidates(self, model: str) -> list[Target]:
-        """The model's own routes, then each fallback model's routes, each target once."""
+    def candidates(self, model: str, allowed: Callable[[str], bool] = lambda _: True) -> list[Target]:
+        """The model's own routes, then the routes of each fallback model that `allowed` admits."""
         entry = self._entries.get(model)
         if entry is None:
             return []
         targets = list(entry.targets)
         for name in entry.fallbacks:
             fallback = self._entries.get(name)
-            if fallback is not None:
+            if fallback is not None and allowed(name):
                 targets.extend(fallback.targets)
         return targets
