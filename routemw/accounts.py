@@ -23,6 +23,7 @@ from types import MappingProxyType
 from typing import Any, Final, Protocol
 
 from .config import KeyConfig
+from .config.schema import UnsupportedPolicy
 from .errors import AuthenticationError
 
 __all__ = ["ANONYMOUS", "Account", "Authenticator", "ConfigKeyStore", "KeyStore", "ScopeResolver", "key_digest"]
@@ -38,6 +39,7 @@ class Account:
     name: str
     models: frozenset[str] = frozenset({"*"})
     metadata: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    unsupported_params: UnsupportedPolicy | None = None  # this caller's parameter policy, if its own
 
     def may_use(self, model: str) -> bool:
         return "*" in self.models or model in self.models
@@ -68,7 +70,8 @@ class ConfigKeyStore:
 
     def __init__(self, keys: Iterable[KeyConfig]) -> None:
         self._accounts: dict[bytes, Account] = {
-            key_digest_of(key): Account(key.name, frozenset(key.models), key.metadata) for key in keys
+            key_digest_of(key): Account(key.name, frozenset(key.models), key.metadata, key.unsupported_params)
+            for key in keys
         }
 
     def __len__(self) -> int:

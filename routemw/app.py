@@ -31,7 +31,13 @@ from .http.asgi import Receive, Scope, Send, route_path
 from .http.body import ClientDisconnected, read_body
 from .http.responses import send_error, send_json, send_stream
 from .http.transport import default_transport
-from .middleware import AuthMiddleware, FallbackMiddleware, ResolveMiddleware
+from .middleware import (
+    AuthMiddleware,
+    CapabilityMiddleware,
+    FallbackMiddleware,
+    NormalizeMiddleware,
+    ResolveMiddleware,
+)
 from .middleware.resolve import model_not_found
 from .pipeline import Call, Handler, Middleware, compose
 from .providers.base import Provider
@@ -80,9 +86,12 @@ class Gateway:
         if key_store is None and config.auth.mode == "keys":
             key_store = ConfigKeyStore(config.keys)
         self.authenticator = Authenticator(key_store, scope_resolver=account_from_scope)
+        model_policies = {m.name: m.unsupported_params for m in config.models.values() if m.unsupported_params}
         defaults: list[Middleware] = [
             AuthMiddleware(self.authenticator),
+            NormalizeMiddleware(),
             ResolveMiddleware(self.catalog),
+            CapabilityMiddleware(config.params.unsupported, model_policies),
             FallbackMiddleware(),
         ]
         if middleware is None:

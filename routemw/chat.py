@@ -123,6 +123,10 @@ class ChatRequest:
         options = self.body.get("stream_options")
         return isinstance(options, dict) and options.get("include_usage") is True
 
+    def without(self, *keys: str) -> ChatRequest:
+        """A copy without `keys`; the original bytes no longer describe it, so they are not kept."""
+        return ChatRequest(body={k: v for k, v in self.body.items() if k not in keys})
+
     def has(self, key: str) -> bool:
         """Whether the client sent `key` at all, whatever its value."""
         return key in self.body

@@ -37,6 +37,8 @@ class Call:
     candidates: list[Target] = field(default_factory=list)
     target: Target | None = None  # the candidate the current attempt is for
     attempts: list[Attempt] = field(default_factory=list)
+    skipped: list[tuple[Target, str]] = field(default_factory=list)  # candidates left out, and why
+    dropped: list[str] = field(default_factory=list)  # request fields removed for every target
     response_headers: dict[str, str] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)  # free for user middleware
     started: float = field(default_factory=time.perf_counter)

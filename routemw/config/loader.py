@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -19,6 +20,7 @@ from typing import Any, Final, TypeVar
 
 import yaml
 
+from ..capabilities import LIMITS, Capability
 from ..errors import ConfigError
 from .schema import (
     AuthConfig,
@@ -30,6 +32,7 @@ from .schema import (
     RetryConfig,
     RouteConfig,
     ServerConfig,
+    UnsupportedPolicy,
 )
 
 __all__ = ["ProviderTypes", "load_config"]
@@ -44,6 +47,7 @@ BUILTIN_PROVIDERS: Final = {"echo": "echo"}
 _VAR: Final = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 _SHA256: Final = re.compile(r"[0-9a-fA-F]{64}")
 _PROVIDER_KEYS: Final = frozenset({"type", "base_url", "api_key", "timeout", "headers"})
+_CAPABILITIES: Final = frozenset(c.value for c in Capability)
 _T = TypeVar("_T")
 
 
@@ -93,10 +97,11 @@ def _interpolate(value: Any, path: str, env: Mapping[str, str], problems: list[s
             if match.group(0) == "$${":
                 return "${"
             name, default = match.group(1), match.group(2)
+            # As in POSIX shells and Compose files: `${VAR:-x}` uses x when VAR is unset or empty.
+            if default is not None:
+                return env.get(name) or default
             if name in env:
                 return env[name]
-            if default is not None:
-                return default
             problems.append(f"{path or '<root>'}: environment variable {name} is not set and has no default")
             return ""
 
@@ -172,7 +177,7 @@ class _Validator:
         return None
 
     def number(self, value: Any, path: str, *, minimum: float = 0.0, integer: bool = False) -> Any:
-        ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+        ok = isinstance(value, int) if integer else isinstance(value, (int, float)) and math.isfinite(value)
         if not ok or isinstance(value, bool):
             self.problem(path, f"expected {'an integer' if integer else 'a number'}, got {_kind(value)}")
             return None
@@ -213,14 +218,30 @@ class _Validator:
                 self.problem(_join(path, key), f"expected a string, got {_kind(item)}")
         return MappingProxyType({k: v for k, v in data.items() if isinstance(v, str)})
 
-    def flags(self, value: Any, path: str) -> Mapping[str, bool] | None:
+    def capabilities(self, value: Any, path: str) -> Mapping[str, bool | int] | None:
         data = self.mapping(value, path)
         if data is None:
             return None
+        out: dict[str, bool | int] = {}
         for key, item in data.items():
-            if not isinstance(item, bool):
+            if key in LIMITS:
+                if self.integer(1)(item, _join(path, key)) is not None:
+                    out[key] = item
+            elif key not in _CAPABILITIES:
+                known = ", ".join(sorted(_CAPABILITIES | set(LIMITS)))
+                self.problem(_join(path, key), f"unknown capability; known: {known}")
+            elif not isinstance(item, bool):
                 self.problem(_join(path, key), f"expected true or false, got {_kind(item)}")
-        return MappingProxyType({k: v for k, v in data.items() if isinstance(v, bool)})
+            else:
+                out[key] = item
+        return MappingProxyType(out)
+
+    def policy(self, value: Any, path: str) -> UnsupportedPolicy | None:
+        data = self.mapping(value, path, frozenset({"unsupported"}))
+        if not data or "unsupported" not in data:
+            return None
+        policy = self.choice("reject", "drop", "clamp")(data["unsupported"], _join(path, "unsupported"))
+        return "drop" if policy == "drop" else "clamp" if policy == "clamp" else "reject" if policy else None
 
     def free_map(self, value: Any, path: str) -> Mapping[str, Any] | None:
         data = self.mapping(value, path)
@@ -343,7 +364,7 @@ class _Validator:
         return out
 
     def model(self, name: str, value: Any, path: str, providers: Mapping[str, ProviderConfig]) -> ModelConfig | None:
-        allowed = frozenset({"routes", "capabilities", "fallbacks", "owned_by"})
+        allowed = frozenset({"routes", "capabilities", "fallbacks", "owned_by", "params"})
         data = self.mapping(value, path, allowed)
         if data is None:
             return None
@@ -359,9 +380,10 @@ class _Validator:
         return ModelConfig(
             name=name,
             routes=tuple(routes),
-            capabilities=self.field(data, "capabilities", path, self.flags, MappingProxyType({})),
+            capabilities=self.field(data, "capabilities", path, self.capabilities, MappingProxyType({})),
             fallbacks=self.field(data, "fallbacks", path, self.string_list, ()),
             owned_by=self.field(data, "owned_by", path, self.string, None),
+            unsupported_params=self.field(data, "params", path, self.policy, None),
         )
 
     def route(self, value: Any, path: str, providers: Mapping[str, ProviderConfig]) -> RouteConfig | None:
@@ -382,7 +404,7 @@ class _Validator:
             model=model,
             weight=self.field(data, "weight", path, self.positive, 1.0),
             params=self.field(data, "params", path, self.free_map, MappingProxyType({})),
-            capabilities=self.field(data, "capabilities", path, self.flags, MappingProxyType({})),
+            capabilities=self.field(data, "capabilities", path, self.capabilities, MappingProxyType({})),
         )
 
     def keys(self, value: Any, path: str, models: Mapping[str, ModelConfig]) -> tuple[KeyConfig, ...]:
@@ -412,13 +434,14 @@ class _Validator:
         return tuple(out)
 
     def key(self, value: Any, path: str, models: Mapping[str, ModelConfig]) -> KeyConfig | None:
-        allowed = frozenset({"name", "key", "sha256", "models", "metadata"})
+        allowed = frozenset({"name", "key", "sha256", "models", "metadata", "params"})
         data = self.mapping(value, path, allowed)
         if data is None:
             return None
         name = self.string(data.get("name"), _join(path, "name"))
         secret = data.get("key")
         digest = data.get("sha256")
+        valid_secret = False
         if (secret is None) == (digest is None):
             self.problem(path, "needs exactly one of `key` and `sha256`")
         elif secret is not None and not (isinstance(secret, str) and secret):
@@ -426,6 +449,8 @@ class _Validator:
             self.problem(_join(path, "key"), "expected a non-empty string")
         elif digest is not None and not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
             self.problem(_join(path, "sha256"), "expected 64 hexadecimal characters")
+        else:
+            valid_secret = True
         allowed_models = self.string_list(data.get("models"), _join(path, "models")) if "models" in data else None
         if allowed_models is None:
             if "models" not in data:
@@ -434,7 +459,7 @@ class _Validator:
         for i, model in enumerate(allowed_models):
             if model != "*" and model not in models:
                 self.problem(f"{path}.models[{i}]", f"unknown model {model!r}")
-        if name is None:
+        if name is None or not valid_secret:
             return None
         return KeyConfig(
             name=name,
@@ -442,6 +467,7 @@ class _Validator:
             key=secret if isinstance(secret, str) else None,
             sha256=digest.lower() if isinstance(digest, str) else None,
             metadata=self.field(data, "metadata", path, self.string_map, MappingProxyType({})),
+            unsupported_params=self.field(data, "params", path, self.policy, None),
         )
 
     def auth(self, value: Any, path: str) -> AuthConfig:
@@ -464,6 +490,4 @@ class _Validator:
         return config
 
     def params(self, value: Any, path: str) -> ParamsConfig:
-        data = self.mapping(value, path, frozenset({"unsupported"})) or {}
-        policy = self.field(data, "unsupported", path, self.choice("reject", "drop", "clamp"), "reject")
-        return ParamsConfig(unsupported="drop" if policy == "drop" else "clamp" if policy == "clamp" else "reject")
+        return ParamsConfig(unsupported=self.policy(value, path) or "reject")

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
+UnsupportedPolicy = Literal["reject", "drop", "clamp"]
+
 __all__ = [
     "AuthConfig",
     "GatewayConfig",
@@ -17,6 +19,7 @@ __all__ = [
     "RetryConfig",
     "RouteConfig",
     "ServerConfig",
+    "UnsupportedPolicy",
 ]
 
 
@@ -54,17 +57,18 @@ class RouteConfig:
     provider: str
     model: str
     weight: float = 1.0
-    params: Mapping[str, Any] = field(default_factory=_empty)
-    capabilities: Mapping[str, bool] = field(default_factory=_empty)
+    params: Mapping[str, Any] = field(default_factory=_empty)  # defaults for keys the client did not send
+    capabilities: Mapping[str, bool | int] = field(default_factory=_empty)
 
 
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
     name: str
     routes: tuple[RouteConfig, ...]
-    capabilities: Mapping[str, bool] = field(default_factory=_empty)
+    capabilities: Mapping[str, bool | int] = field(default_factory=_empty)
     fallbacks: tuple[str, ...] = ()
     owned_by: str | None = None
+    unsupported_params: UnsupportedPolicy | None = None  # `params.unsupported` for this model
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +80,7 @@ class KeyConfig:
     key: str | None = field(default=None, repr=False)
     sha256: str | None = field(default=None, repr=False)
     metadata: Mapping[str, str] = field(default_factory=_empty)
+    unsupported_params: UnsupportedPolicy | None = None  # `params.unsupported` for this key
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +98,7 @@ class RetryConfig:
 
 @dataclass(frozen=True, slots=True)
 class ParamsConfig:
-    unsupported: Literal["reject", "drop", "clamp"] = "reject"
+    unsupported: UnsupportedPolicy = "reject"
 
 
 @dataclass(frozen=True, slots=True)

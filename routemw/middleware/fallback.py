@@ -45,5 +45,10 @@ class FallbackMiddleware:
             call.response_headers["x-routemw-provider"] = target.provider.name
             call.response_headers["x-routemw-route-model"] = target.model
             call.response_headers["x-routemw-attempts"] = str(len(call.attempts))
+            dropped = sorted({*call.dropped, *target.drop})
+            if dropped:
+                call.response_headers["x-routemw-dropped-params"] = ", ".join(dropped)
+            if target.clamp:
+                call.response_headers["x-routemw-clamped-params"] = ", ".join(sorted(target.clamp))
             return reply
         raise AllTargetsFailedError(call.request.model, call.attempts)

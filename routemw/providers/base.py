@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
+from ..capabilities import Profile
 from ..chat import ChatRequest
 from ..errors import UpstreamError
 from ..reply import Chunk, Completion
@@ -38,8 +39,15 @@ class Provider(Protocol):
     def transport(self) -> httpx.AsyncBaseTransport | None:
         """A transport of the adapter's own (an in-process fake), or None for the gateway's."""
 
+    def profile(self, model: str) -> Profile:
+        """What `model` at this provider can do, before config overrides."""
+
     def build_request(self, request: ChatRequest, target: Target) -> httpx.Request:
-        """The upstream request for `request` on `target`; pure, no I/O."""
+        """The upstream request for `request` on `target`; pure, no I/O.
+
+        It honours `target.profile` (spellings, roles, `stream_options`) and the per-request
+        `target.drop` and `target.clamp` decided by the capability check.
+        """
 
     def parse_response(self, response: httpx.Response, body: bytes, target: Target) -> Completion:
         """A successful upstream answer as an OpenAI `chat.completion`."""
@@ -60,14 +68,20 @@ class Provider(Protocol):
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Target:
-    """One candidate for a request: a provider, the model name it knows, and route settings."""
+    """One candidate for a request: a provider, the model name it knows, and route settings.
+
+    Built once per route at startup; the capability check makes a per-request copy only when
+    it has something to drop or clamp for this request.
+    """
 
     provider: Provider
     model: str  # the upstream's model name
     public_model: str  # what the client asked for (or the fallback model this target serves)
-    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    capabilities: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
+    profile: Profile = field(default_factory=Profile)  # adapter's profile with config overrides
+    params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # route defaults
     weight: float = 1.0
+    drop: frozenset[str] = frozenset()  # request fields to leave out for this request (disclosed)
+    clamp: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))  # field -> value
 
     def __repr__(self) -> str:
         return f"Target({self.provider.name}/{self.model} for {self.public_model})"

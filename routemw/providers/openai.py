@@ -19,6 +19,7 @@ from typing import Any, Final
 import httpx
 import orjson
 
+from ..capabilities import Profile
 from ..chat import ChatRequest
 from ..config import ProviderConfig
 from ..errors import Action, UpstreamError
@@ -26,6 +27,8 @@ from ..http.sse import SSEDecoder
 from ..reply import Chunk, Completion
 from .base import Target
 from .classify import action_for_status, error_from_transport, retry_after_seconds
+from .normalize import normalize_openai
+from .openai_profiles import official_profile
 
 __all__ = ["OpenAIProvider", "register"]
 
@@ -44,6 +47,7 @@ class OpenAIProvider:
         self._name = config.name
         self._timeout = config.timeout
         base_url = config.base_url or default_base_url
+        self._official = base_url == DEFAULT_BASE_URL
         self._url = httpx.URL(base_url + "/chat/completions")
         headers = {"content-type": "application/json", **{k.lower(): v for k, v in config.headers.items()}}
         if config.api_key:
@@ -75,6 +79,9 @@ class OpenAIProvider:
     def transport(self) -> httpx.AsyncBaseTransport | None:
         return None
 
+    def profile(self, model: str) -> Profile:
+        return official_profile(model) if self._official else Profile()
+
     def build_request(self, request: ChatRequest, target: Target) -> httpx.Request:
         return httpx.Request(
             "POST",
@@ -85,13 +92,12 @@ class OpenAIProvider:
         )
 
     def encode_body(self, request: ChatRequest, target: Target) -> bytes:
-        defaults = [key for key in target.params if key not in request.body]
-        if request.raw is not None and target.model == request.model and not defaults:
-            return request.raw
-        body = dict(request.body)
+        body = normalize_openai(request.body, target)
+        if body is request.body and request.raw is not None and target.model == request.model:
+            return request.raw  # nothing to change: forward the client's bytes as they are
+        if body is request.body:
+            body = dict(body)
         body["model"] = target.model
-        for key in defaults:
-            body[key] = target.params[key]
         return orjson.dumps(body)
 
     def parse_response(self, response: httpx.Response, body: bytes, target: Target) -> Completion:

@@ -75,12 +75,12 @@ class ProviderRegistry:
         for entry_point in entry_points(group=group):
             try:
                 hook = entry_point.load()
+                self._call_hook(hook, f"{entry_point.value} (entry point {entry_point.name!r})")
             except Exception as exc:
-                # One broken plugin must not take the gateway down with it; its type stays
-                # unknown, and a config that uses it fails with the list of known types.
+                # One broken plugin (an import error, a type name already taken) must not take
+                # the gateway down with it; its types stay unknown, and a config that uses one
+                # fails with the list of known types.
                 logger.warning("routemw: cannot load provider plugin %r: %s", entry_point.value, exc)
-                continue
-            self._call_hook(hook, f"{entry_point.value} (entry point {entry_point.name!r})")
 
     def _call_hook(self, hook: Callable[[ProviderRegistry], object], origin: str) -> None:
         self._loading = origin

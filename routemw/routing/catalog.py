@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from ..capabilities import LIMITS
 from ..config import GatewayConfig
 from ..providers.base import Provider, Target
 
@@ -21,17 +22,33 @@ class ModelEntry:
     targets: tuple[Target, ...]
     fallbacks: tuple[str, ...]
     owned_by: str
-    capabilities: Mapping[str, bool]
 
     def card(self, created: int) -> dict[str, Any]:
-        """The `GET /v1/models` entry: OpenAI's fields, plus the capability flags."""
+        """The `GET /v1/models` entry: OpenAI's fields, plus what the model can do.
+
+        A flag is true when some route supports it, false when every route refuses it, and
+        null when no route is known to support it; a limit is the largest any route allows.
+        """
         return {
             "id": self.id,
             "object": "model",
             "created": created,
             "owned_by": self.owned_by,
-            "capabilities": dict(self.capabilities),
+            "capabilities": _merge_flags(t.profile.flags() for t in self.targets),
         }
+
+
+def _merge_flags(all_flags: Iterable[dict[str, bool | int | None]]) -> dict[str, bool | int | None]:
+    rows = list(all_flags)
+    merged: dict[str, bool | int | None] = {}
+    for key in rows[0] if rows else ():
+        values = [row[key] for row in rows]
+        if key in LIMITS:
+            known = [v for v in values if v is not None]
+            merged[key] = max(known) if known and len(known) == len(values) else None
+        else:
+            merged[key] = True if True in values else None if None in values else False
+    return merged
 
 
 class Catalog:
@@ -47,14 +64,18 @@ class Catalog:
                     provider=providers[route.provider],
                     model=route.model,
                     public_model=model.name,
+                    # Route overrides beat model overrides beat what the adapter declares.
+                    profile=providers[route.provider]
+                    .profile(route.model)
+                    .override(model.capabilities)
+                    .override(route.capabilities),
                     params=route.params,
-                    capabilities=route.capabilities,
                     weight=route.weight,
                 )
                 for route in model.routes
             )
             owned_by = model.owned_by or (model.routes[0].provider if model.routes else "routemw")
-            entries[model.name] = ModelEntry(model.name, targets, model.fallbacks, owned_by, model.capabilities)
+            entries[model.name] = ModelEntry(model.name, targets, model.fallbacks, owned_by)
         return cls(entries)
 
     def get(self, model: str) -> ModelEntry | None:

@@ -1,0 +1,129 @@
+"""Keep only the candidates that can serve what the request needs, before any upstream call.
+
+For each candidate the request's needs (`routemw.capabilities.needs`) are checked against the
+target's profile, and each request field the target cannot take is settled by the parameter
+policy: `reject` makes the target ineligible (routing then prefers one that can honour the
+request), `drop` sends the request without the field, `clamp` also pulls out-of-range values
+into range. What is dropped or clamped is disclosed in `x-routemw-dropped-params` and
+`x-routemw-clamped-params` by whichever target answers. If no candidate is left, the client
+gets a 400 `unsupported_parameter` naming the field, the model and what is missing.
+
+The policy comes from the caller's key, else the model, else the config's `params`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..accounts import ANONYMOUS, Account
+from ..capabilities import LIMITS, Need, needs
+from ..config.schema import UnsupportedPolicy
+from ..errors import InvalidRequestError
+from ..pipeline import Call, Handler
+from ..providers.base import Target
+from ..reply import Reply
+
+__all__ = ["CapabilityMiddleware", "Refusal", "assess"]
+
+logger = logging.getLogger("routemw")
+
+_NUMBER = (int, float)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a target cannot serve a request: the request field, and what is missing."""
+
+    param: str
+    reason: str
+
+
+def assess(
+    target: Target, request_needs: Sequence[Need], body: Mapping[str, Any], policy: UnsupportedPolicy
+) -> Target | Refusal:
+    """`target`, adjusted for this request if it must drop or clamp something, or a `Refusal`."""
+    profile = target.profile
+    route = f"{target.provider.name}/{target.model}"
+    for need in request_needs:
+        if need.capability in LIMITS:
+            limit = profile.limit(str(need.capability))
+            if limit is not None and need.amount is not None and need.amount > limit:
+                return Refusal(need.param, f"route {route} allows at most {limit} tokens ({need.capability})")
+        elif profile.supports(need.capability) is False:
+            return Refusal(need.param, f"route {route} does not support {need.capability}")
+    drop: set[str] = set()
+    clamp: dict[str, Any] = {}
+    for key in profile.unsupported_params:
+        if key not in body:
+            continue
+        if body[key] is None or policy != "reject":
+            drop.add(key)  # a null asks for the default, which leaving the field out also gives
+        else:
+            return Refusal(key, f"route {route} does not support the parameter `{key}`")
+    for key, (low, high) in profile.ranges.items():
+        value = body.get(key)
+        if isinstance(value, _NUMBER) and not isinstance(value, bool) and not low <= value <= high:
+            if policy == "reject":
+                return Refusal(key, f"route {route} accepts `{key}` only from {low:g} to {high:g}, not {value:g}")
+            if policy == "clamp":
+                clamp[key] = min(max(value, low), high)
+            else:
+                drop.add(key)
+    stop = body.get("stop")
+    if profile.max_stop is not None and isinstance(stop, list) and len(stop) > profile.max_stop:
+        if policy == "reject":
+            return Refusal("stop", f"route {route} accepts at most {profile.max_stop} stop sequences")
+        if policy == "clamp":
+            clamp["stop"] = stop[: profile.max_stop]
+        else:
+            drop.add("stop")
+    rejects_options = not profile.stream_options or profile.supports("stream_usage") is False
+    if "stream_options" in body and rejects_options and not _wants_usage(body):
+        drop.add("stream_options")  # nothing is asked of it, and the target would reject the field
+    if not drop and not clamp:
+        return target
+    return replace(target, drop=frozenset(drop), clamp=clamp)
+
+
+def _wants_usage(body: Mapping[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+class CapabilityMiddleware:
+    """Filters `call.candidates`; put it after resolution and before fallback."""
+
+    def __init__(
+        self, policy: UnsupportedPolicy = "reject", model_policies: Mapping[str, UnsupportedPolicy] | None = None
+    ) -> None:
+        self.policy = policy
+        self.model_policies = dict(model_policies or {})
+
+    async def __call__(self, call: Call, next: Handler) -> Reply:
+        account: Account = call.account if call.account is not None else ANONYMOUS
+        request_needs = needs(call.request)
+        body = call.request.body
+        kept: list[Target] = []
+        refusals: list[Refusal] = []
+        for target in call.candidates:
+            policy = account.unsupported_params or self.model_policies.get(target.public_model) or self.policy
+            verdict = assess(target, request_needs, body, policy)
+            if isinstance(verdict, Refusal):
+                refusals.append(verdict)
+                call.skipped.append((target, verdict.reason))
+                logger.debug("routemw: request %s: skipped %r: %s", call.request_id, target, verdict.reason)
+            else:
+                kept.append(verdict)
+        if not kept:
+            first = refusals[0]
+            raise InvalidRequestError(
+                f"Model '{call.request.model}' cannot serve this request: {first.reason}"
+                f" (needed by `{first.param}`), and no other route or fallback can.",
+                param=first.param,
+                code="unsupported_parameter",
+            )
+        call.candidates = kept
+        return await next(call)
