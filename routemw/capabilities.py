@@ -119,6 +119,10 @@ class Profile:
     support: Mapping[str, bool] = field(default_factory=lambda: MappingProxyType({}))
     # OpenAI request fields the target has no way to express.
     unsupported_params: frozenset[str] = frozenset()
+    # For a translating adapter: the only request fields it understands; any other field the
+    # client sends (an OpenAI field added next month, a vendor extension) counts as unsupported.
+    # None for passthrough adapters, which forward unknown fields untouched.
+    accepted_params: frozenset[str] | None = None
     # Inclusive numeric ranges the target accepts, by request field.
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=lambda: MappingProxyType({}))
     max_output_tokens: int | None = None

@@ -46,12 +46,12 @@ class Dispatcher:
                     if not 200 <= response.status_code < 300:
                         raise provider.error_from_response(response, await _read_bounded(response))
                     if call.request.stream:
-                        chunks = _guarded(provider.parse_stream(response, target), provider)
+                        chunks = _guarded(provider.parse_stream(response, call.request, target), provider)
                         head = await _read_head(chunks)
                         headers = _upstream_headers(response.headers)
                         return Stream(head, chunks, aclose=response.aclose, headers=headers)
                     body = await response.aread()
-                    completion = provider.parse_response(response, body, target)
+                    completion = provider.parse_response(response, body, call.request, target)
                     completion.headers.update(_upstream_headers(response.headers))
                     return completion
                 except httpx.TransportError as exc:

@@ -56,9 +56,10 @@ def assess(
             return Refusal(need.param, f"route {route} does not support {need.capability}")
     drop: set[str] = set()
     clamp: dict[str, Any] = {}
-    for key in profile.unsupported_params:
-        if key not in body:
-            continue
+    unsupported = [key for key in profile.unsupported_params if key in body]
+    if profile.accepted_params is not None:
+        unsupported += [key for key in body if key not in profile.accepted_params and key not in unsupported]
+    for key in unsupported:
         if body[key] is None or policy != "reject":
             drop.add(key)  # a null asks for the default, which leaving the field out also gives
         else:

@@ -49,11 +49,14 @@ class Provider(Protocol):
         `target.drop` and `target.clamp` decided by the capability check.
         """
 
-    def parse_response(self, response: httpx.Response, body: bytes, target: Target) -> Completion:
+    def parse_response(self, response: httpx.Response, body: bytes, request: ChatRequest, target: Target) -> Completion:
         """A successful upstream answer as an OpenAI `chat.completion`."""
 
-    def parse_stream(self, response: httpx.Response, target: Target) -> AsyncIterator[Chunk]:
+    def parse_stream(self, response: httpx.Response, request: ChatRequest, target: Target) -> AsyncIterator[Chunk]:
         """A successful upstream stream as OpenAI chunks.
+
+        A usage chunk (`choices: []`) comes last, and only when the request asked for it
+        (`stream_options.include_usage`), as OpenAI does.
 
         Raises `UpstreamError` for an in-band upstream error or a stream that ends before it
         finished. Contains no task groups or cancel scopes, so it can be driven from any task.

@@ -100,7 +100,7 @@ class OpenAIProvider:
         body["model"] = target.model
         return orjson.dumps(body)
 
-    def parse_response(self, response: httpx.Response, body: bytes, target: Target) -> Completion:
+    def parse_response(self, response: httpx.Response, body: bytes, request: ChatRequest, target: Target) -> Completion:
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -114,7 +114,9 @@ class OpenAIProvider:
             )
         return Completion(data=data, raw=body)
 
-    async def parse_stream(self, response: httpx.Response, target: Target) -> AsyncIterator[Chunk]:
+    async def parse_stream(
+        self, response: httpx.Response, request: ChatRequest, target: Target
+    ) -> AsyncIterator[Chunk]:
         decoder = SSEDecoder()
         finished = False
         async for raw in response.aiter_bytes():
