@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 
 from routemw.cli import main
+from routemw.providers.registry import ProviderRegistry
+
+KNOWN = ", ".join(sorted(ProviderRegistry.default(plugins=False).types))
 
 GOOD = """\
 providers:
@@ -85,7 +88,7 @@ def test_check_invalid_config_lists_every_problem(tmp_path: Path, capsys: pytest
     assert all(line.startswith("  - ") for line in err.splitlines()[1:])
     expected = [
         "server.prot: unknown key",
-        "providers.openai.type: unknown provider type 'opnai'; known types: echo, openai",
+        f"providers.openai.type: unknown provider type 'opnai'; known types: {KNOWN}",
         "models.gpt-4o.routs: unknown key",
         "models.gpt-4o.routes: required: a non-empty list of {provider, model}",
         "models.gpt-4o.fallbacks[0]: unknown model 'gpt-5'",

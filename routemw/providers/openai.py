@@ -46,18 +46,15 @@ class OpenAIProvider:
     def __init__(self, config: ProviderConfig, *, default_base_url: str = DEFAULT_BASE_URL) -> None:
         self._name = config.name
         self._timeout = config.timeout
-        base_url = config.base_url or default_base_url
-        self._official = base_url == DEFAULT_BASE_URL
-        self._url = httpx.URL(base_url + "/chat/completions")
-        headers = {"content-type": "application/json", **{k.lower(): v for k, v in config.headers.items()}}
-        if config.api_key:
-            headers["authorization"] = f"Bearer {config.api_key}"
-        organization = config.options.get("organization")
-        if organization:
-            headers["openai-organization"] = str(organization)
-        project = config.options.get("project")
-        if project:
-            headers["openai-project"] = str(project)
+        self._base_url = config.base_url or default_base_url
+        self._official = self._base_url == DEFAULT_BASE_URL
+        self._url = httpx.URL(self._base_url + "/chat/completions")
+        # Configured headers come last, so a deployment can replace even the auth scheme.
+        headers = {
+            "content-type": "application/json",
+            **self.auth_headers(config),
+            **{k.lower(): v for k, v in config.headers.items()},
+        }
         self._json_headers = {**headers, "accept": "application/json"}
         self._sse_headers = {**headers, "accept": "text/event-stream"}
         self._read_timeout = {
@@ -66,6 +63,20 @@ class OpenAIProvider:
             "write": config.timeout,
             "pool": config.timeout,
         }
+
+    def auth_headers(self, config: ProviderConfig) -> dict[str, str]:
+        """Credentials and account headers; subclasses for other auth schemes override this."""
+        headers: dict[str, str] = {}
+        if config.api_key:
+            headers["authorization"] = f"Bearer {config.api_key}"
+        for option, header in (("organization", "openai-organization"), ("project", "openai-project")):
+            value = config.options.get(option)
+            if value:
+                headers[header] = str(value)
+        return headers
+
+    def url_for(self, target: Target) -> httpx.URL:
+        return self._url
 
     @property
     def name(self) -> str:
@@ -85,7 +96,7 @@ class OpenAIProvider:
     def build_request(self, request: ChatRequest, target: Target) -> httpx.Request:
         return httpx.Request(
             "POST",
-            self._url,
+            self.url_for(target),
             headers=self._sse_headers if request.stream else self._json_headers,
             content=self.encode_body(request, target),
             extensions={"timeout": self._read_timeout},

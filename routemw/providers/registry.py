@@ -26,7 +26,11 @@ __all__ = ["BUILTINS", "ENTRY_POINT_GROUP", "ProviderFactory", "ProviderRegistry
 logger = logging.getLogger("routemw")
 
 ENTRY_POINT_GROUP: Final = "routemw.providers"
-BUILTINS: Final = ("routemw.providers.openai:register", "routemw.providers.echo:register")
+BUILTINS: Final = (
+    "routemw.providers.openai:register",
+    "routemw.providers.echo:register",
+    "routemw.providers.azure:register",
+)
 
 ProviderFactory = Callable[[ProviderConfig], Provider]
 

@@ -15,6 +15,8 @@ from routemw.config import GatewayConfig, ModelConfig, ProviderConfig, RouteConf
 from routemw.errors import ConfigError
 from routemw.providers.registry import ProviderRegistry
 
+KNOWN = ", ".join(sorted(ProviderRegistry.default(plugins=False).types))
+
 EXAMPLE = """\
 server: {host: 127.0.0.1, port: 8000, max_body_bytes: 8388608}
 providers:
@@ -270,7 +272,7 @@ def test_several_problems_are_reported_together(types: Mapping[str, frozenset[st
     expected = {
         "server.port: must be at most 65535, got 70000",
         "server.host: expected a non-empty string, got string",
-        "providers.a.type: unknown provider type 'nope'; known types: echo, openai",
+        f"providers.a.type: unknown provider type 'nope'; known types: {KNOWN}",
         "providers.b.type: required (the adapter to use, for example `openai`)",
         "providers.c.base_url: expected an http:// or https:// URL, got 'ftp://x'",
         "providers.c.timeout: must be greater than 0",
@@ -289,8 +291,8 @@ def test_several_problems_are_reported_together(types: Mapping[str, frozenset[st
 
 
 def test_unknown_provider_type_lists_known_types(types: Mapping[str, frozenset[str]]) -> None:
-    problems = problems_of({"providers": {"claude": {"type": "anthropic"}}}, provider_types=types)
-    assert problems == ("providers.claude.type: unknown provider type 'anthropic'; known types: echo, openai",)
+    problems = problems_of({"providers": {"claude": {"type": "claude-native"}}}, provider_types=types)
+    assert problems == (f"providers.claude.type: unknown provider type 'claude-native'; known types: {KNOWN}",)
 
 
 def test_any_provider_type_is_accepted_without_provider_types() -> None:

@@ -17,6 +17,10 @@ from routemw.providers.echo import EchoProvider
 from routemw.providers.openai import OpenAIProvider
 from routemw.providers.registry import BUILTINS, ENTRY_POINT_GROUP, ProviderRegistry
 
+# One type per built-in register hook: routemw.providers.<type>:register.
+BUILTIN_TYPES = tuple(path.split(":")[0].rsplit(".", 1)[1] for path in BUILTINS)
+KNOWN = ", ".join(sorted(ProviderRegistry.default(plugins=False).types))
+
 Hook = Callable[[ProviderRegistry], object]
 
 
@@ -66,8 +70,7 @@ def test_default_has_openai_and_echo(monkeypatch: pytest.MonkeyPatch) -> None:
     install(monkeypatch)
     registry = ProviderRegistry.default()
     assert "openai" in registry and "echo" in registry
-    assert "anthropic" not in registry
-    assert set(registry.types) == {"openai", "echo"}
+    assert set(registry.types) == {name for name in BUILTIN_TYPES}
     assert registry.types["openai"] == frozenset({"organization", "project"})
     assert registry.types["echo"] == frozenset({"script", "chunk_delay"})
 
@@ -76,7 +79,7 @@ def test_default_without_plugins_does_not_read_entry_points(monkeypatch: pytest.
     groups = install(monkeypatch, FakeEntryPoint("x", "x:register", registering("x")))
     registry = ProviderRegistry.default(plugins=False)
     assert groups == []
-    assert set(registry.types) == {"openai", "echo"}
+    assert set(registry.types) == set(BUILTIN_TYPES)
 
 
 def test_create_builds_the_adapter_for_the_type() -> None:
@@ -92,9 +95,9 @@ def test_create_builds_the_adapter_for_the_type() -> None:
 def test_unknown_type_in_create_names_the_known_types() -> None:
     registry = ProviderRegistry.default(plugins=False)
     with pytest.raises(ConfigError) as info:
-        registry.create(ProviderConfig(name="claude", type="anthropic"))
+        registry.create(ProviderConfig(name="claude", type="claude-native"))
     assert info.value.problems == (
-        "providers.claude.type: unknown provider type 'anthropic'; known types: echo, openai",
+        f"providers.claude.type: unknown provider type 'claude-native'; known types: {KNOWN}",
     )
 
 
@@ -212,7 +215,7 @@ def test_broken_plugin_logs_a_warning_and_others_still_load(
     )
     with caplog.at_level(logging.WARNING, logger="routemw"):
         registry = ProviderRegistry.default()
-    assert {"before", "after", "openai", "echo"} == set(registry.types)
+    assert {"before", "after", *BUILTIN_TYPES} == set(registry.types)
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "routemw"]
     assert len(warnings) == 1
     message = warnings[0].getMessage()
