@@ -13,7 +13,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, Final
@@ -37,6 +37,7 @@ from .middleware import (
     FallbackMiddleware,
     NormalizeMiddleware,
     ResolveMiddleware,
+    RetryMiddleware,
 )
 from .middleware.resolve import model_not_found
 from .pipeline import Call, Handler, Middleware, compose
@@ -44,6 +45,7 @@ from .providers.base import Provider
 from .providers.registry import ProviderRegistry
 from .reply import Completion
 from .routing import Catalog
+from .routing.health import HealthStore, MemoryHealth
 
 __all__ = ["Gateway"]
 
@@ -67,6 +69,8 @@ class Gateway:
         middleware: PipelineSpec | None = None,
         key_store: KeyStore | None = None,
         account_from_scope: ScopeResolver | None = None,
+        health: HealthStore | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         """Build from a validated config.
 
@@ -78,6 +82,9 @@ class Gateway:
         Auth follows `config.auth` with the config's keys, unless you pass `key_store` (your own
         async `lookup(secret) -> Account | None`) or `account_from_scope` (a function of the
         ASGI scope, for a host that has already authenticated the user), which turn it on.
+
+        `health` replaces the in-memory cooldown state (share it between instances), and
+        `sleep` the function retries wait with (tests pass one that records instead of waiting).
         """
         self.config = config
         self.registry = registry if registry is not None else ProviderRegistry.default()
@@ -86,13 +93,24 @@ class Gateway:
         if key_store is None and config.auth.mode == "keys":
             key_store = ConfigKeyStore(config.keys)
         self.authenticator = Authenticator(key_store, scope_resolver=account_from_scope)
+        retry = config.retry
+        self.health: HealthStore = health or MemoryHealth(
+            threshold=retry.cooldown_after, cooldown=retry.cooldown, max_cooldown=retry.cooldown_max
+        )
         model_policies = {m.name: m.unsupported_params for m in config.models.values() if m.unsupported_params}
         defaults: list[Middleware] = [
             AuthMiddleware(self.authenticator),
             NormalizeMiddleware(),
             ResolveMiddleware(self.catalog),
             CapabilityMiddleware(config.params.unsupported, model_policies),
-            FallbackMiddleware(),
+            FallbackMiddleware(timeout=retry.timeout, health=self.health),
+            RetryMiddleware(
+                attempts=retry.attempts,
+                backoff_initial=retry.backoff_initial,
+                backoff_max=retry.backoff_max,
+                health=self.health,
+                sleep=sleep or anyio.sleep,
+            ),
         ]
         if middleware is None:
             layers: Sequence[Middleware] = defaults
@@ -101,7 +119,8 @@ class Gateway:
         else:
             layers = [*middleware, *defaults]
         self.middleware: tuple[Middleware, ...] = tuple(layers)
-        self._handler: Handler = compose(self.middleware, Dispatcher(self._get_transport))
+        dispatcher = Dispatcher(self._get_transport, first_token_timeout=retry.first_token_timeout)
+        self._handler: Handler = compose(self.middleware, dispatcher)
         self._transport = transport
         self._owns_transport = transport is None
         self._secrets = tuple(sorted(config.secrets(), key=len, reverse=True))
@@ -118,6 +137,8 @@ class Gateway:
         middleware: PipelineSpec | None = None,
         key_store: KeyStore | None = None,
         account_from_scope: ScopeResolver | None = None,
+        health: HealthStore | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
     ) -> Gateway:
         """Load a YAML/JSON file or a mapping (None: the embedded default) and build a gateway."""
         env = os.environ if environ is None else environ
@@ -131,6 +152,8 @@ class Gateway:
             middleware=middleware,
             key_store=key_store,
             account_from_scope=account_from_scope,
+            health=health,
+            sleep=sleep,
         )
 
     def _create_providers(self) -> dict[str, Provider]:

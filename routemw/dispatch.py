@@ -8,15 +8,17 @@ The whole attempt, including that wait, is bounded by the provider's timeout.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
 import anyio
 import httpx
 
-from .errors import UpstreamTimeoutError
+from .errors import Attempt, UpstreamError, UpstreamTimeoutError
 from .pipeline import Call
-from .providers.base import Provider
+from .providers.base import Provider, Target
 from .reply import Chunk, Reply, Stream
 
 __all__ = ["Dispatcher", "is_meaningful"]
@@ -28,13 +30,37 @@ _MAX_ERROR_BODY: Final = 256 * 1024
 class Dispatcher:
     """Sends `call.target`'s request; the transport comes from the gateway unless the provider has its own."""
 
-    def __init__(self, transport: Callable[[], httpx.AsyncBaseTransport]) -> None:
+    def __init__(
+        self, transport: Callable[[], httpx.AsyncBaseTransport], *, first_token_timeout: float | None = None
+    ) -> None:
         self._transport = transport
+        self.first_token_timeout = first_token_timeout
 
     async def __call__(self, call: Call) -> Reply:
+        """One attempt, recorded in `call.attempts` whatever its outcome."""
         target = call.target
         if target is None:
             raise RuntimeError("Dispatcher called without call.target; put a routing middleware before it")
+        started = time.monotonic()
+        try:
+            reply = await self._attempt(call, target)
+        except UpstreamError as exc:
+            call.attempts.append(
+                Attempt(
+                    target.provider.name,
+                    target.model,
+                    exc.upstream_status,
+                    exc.code,
+                    exc.action,
+                    time.monotonic() - started,
+                    exc.retry_after,
+                )
+            )
+            raise
+        call.attempts.append(Attempt(target.provider.name, target.model, 200, None, None, time.monotonic() - started))
+        return reply
+
+    async def _attempt(self, call: Call, target: Target) -> Reply:
         provider = target.provider
         request = provider.build_request(call.request, target)
         transport = provider.transport or self._transport()
@@ -47,7 +73,8 @@ class Dispatcher:
                         raise provider.error_from_response(response, await _read_bounded(response))
                     if call.request.stream:
                         chunks = _guarded(provider.parse_stream(response, call.request, target), provider)
-                        head = await _read_head(chunks)
+                        with anyio.fail_after(self.first_token_timeout or math.inf):
+                            head = await _read_head(chunks)
                         headers = _upstream_headers(response.headers)
                         return Stream(head, chunks, aclose=response.aclose, headers=headers)
                     body = await response.aread()

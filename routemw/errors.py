@@ -22,6 +22,7 @@ above the adapter reads that decision and never second-guesses the status code.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -172,9 +173,11 @@ class Attempt:
 
     provider: str
     model: str
-    status: int | None
+    status: int | None  # the upstream's HTTP status; None when there was no response
     code: str | None
-    action: Action
+    action: Action | None  # how the failure was classified; None for the attempt that answered
+    latency: float = 0.0  # seconds
+    retry_after: float | None = None  # the upstream's hint, when it gave one
 
     def describe(self) -> str:
         status = self.status if self.status is not None else "no response"
@@ -182,24 +185,38 @@ class Attempt:
 
 
 class AllTargetsFailedError(RouteMWError):
-    """Every candidate target failed; the message lists each attempt."""
+    """Every candidate target failed, or the deadline passed; the message lists each attempt.
+
+    429 (with `retry-after`) when every failure was a rate limit, 504 when the request's deadline
+    passed, 502 otherwise; `x-should-retry: false` when no failure was of a kind that a later
+    retry could fix (credentials, quota, missing models), so SDKs do not retry in vain.
+    """
 
     error_type = "upstream_error"
 
-    def __init__(self, model: str, attempts: Sequence[Attempt]) -> None:
+    def __init__(self, model: str, attempts: Sequence[Attempt], *, deadline_passed: bool = False) -> None:
         self.attempts = tuple(attempts)
         tried = "; ".join(a.describe() for a in self.attempts) or "no target could be tried"
-        super().__init__(f"All upstream targets for model '{model}' failed: {tried}", code="upstream_error")
-        if self.attempts and all(a.status == 429 for a in self.attempts):
-            self.status_code = 429
-            self.error_type = "rate_limit_error"
-            self.code = "rate_limit_exceeded"
-        elif self.attempts and all(a.code == "upstream_timeout" for a in self.attempts):
+        if deadline_passed:
+            message = f"The deadline for model '{model}' passed before any upstream target answered. Tried: {tried}"
+        else:
+            message = f"All upstream targets for model '{model}' failed: {tried}"
+        super().__init__(message, code="upstream_error")
+        failures = [a for a in self.attempts if a.action is not None]
+        if deadline_passed:
             self.status_code = 504
             self.error_type = "timeout_error"
             self.code = "upstream_timeout"
+        elif failures and all(a.status == 429 and a.action is Action.RETRY for a in failures):
+            self.status_code = 429
+            self.error_type = "rate_limit_error"
+            self.code = "rate_limit_exceeded"
+            hints = [a.retry_after for a in failures if a.retry_after is not None]
+            self.headers["retry-after"] = str(max(1, math.ceil(min(hints, default=1.0))))
         else:
             self.status_code = 502
+        if failures and all(a.action is Action.FALLBACK for a in failures):
+            self.headers["x-should-retry"] = "false"
 
 
 class ConfigError(Exception):

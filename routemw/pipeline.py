@@ -9,6 +9,7 @@ closures when the gateway is built, so a request pays one call per middleware an
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +42,8 @@ class Call:
     dropped: list[str] = field(default_factory=list)  # request fields removed for every target
     response_headers: dict[str, str] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)  # free for user middleware
-    started: float = field(default_factory=time.perf_counter)
+    started: float = field(default_factory=time.monotonic)
+    deadline: float = math.inf  # monotonic time by which an upstream must have answered
 
 
 class Middleware(Protocol):

@@ -476,7 +476,7 @@ class _Validator:
         return AuthConfig(mode="keys" if mode == "keys" else "none")
 
     def retry(self, value: Any, path: str) -> RetryConfig:
-        allowed = frozenset({"attempts", "backoff_initial", "backoff_max", "timeout"})
+        allowed = frozenset(RetryConfig.__dataclass_fields__)
         data = self.mapping(value, path, allowed) or {}
         default = RetryConfig()
         config = RetryConfig(
@@ -484,6 +484,10 @@ class _Validator:
             backoff_initial=self.field(data, "backoff_initial", path, self.positive, default.backoff_initial),
             backoff_max=self.field(data, "backoff_max", path, self.positive, default.backoff_max),
             timeout=self.field(data, "timeout", path, self.positive, default.timeout),
+            first_token_timeout=self.field(data, "first_token_timeout", path, self.positive, None),
+            cooldown_after=self.field(data, "cooldown_after", path, self.integer(1), default.cooldown_after),
+            cooldown=self.field(data, "cooldown", path, self.positive, default.cooldown),
+            cooldown_max=self.field(data, "cooldown_max", path, self.positive, default.cooldown_max),
         )
         if config.backoff_max < config.backoff_initial:
             self.problem(_join(path, "backoff_max"), "must not be smaller than backoff_initial")

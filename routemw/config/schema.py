@@ -94,6 +94,10 @@ class RetryConfig:
     backoff_initial: float = 0.25
     backoff_max: float = 8.0
     timeout: float = 120.0  # one deadline for every attempt, sleep and fallback of a request
+    first_token_timeout: float | None = None  # a stream's wait for its first meaningful event
+    cooldown_after: int = 3  # consecutive retryable failures that cool a target down
+    cooldown: float = 5.0  # the first cooldown, doubled for each one in a row
+    cooldown_max: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)

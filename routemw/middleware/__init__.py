@@ -5,5 +5,13 @@ from .capabilities import CapabilityMiddleware
 from .fallback import FallbackMiddleware
 from .normalize import NormalizeMiddleware
 from .resolve import ResolveMiddleware
+from .retry import RetryMiddleware
 
-__all__ = ["AuthMiddleware", "CapabilityMiddleware", "FallbackMiddleware", "NormalizeMiddleware", "ResolveMiddleware"]
+__all__ = [
+    "AuthMiddleware",
+    "CapabilityMiddleware",
+    "FallbackMiddleware",
+    "NormalizeMiddleware",
+    "ResolveMiddleware",
+    "RetryMiddleware",
+]

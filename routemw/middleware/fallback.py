@@ -1,54 +1,122 @@
-"""Try the candidates in order until one answers.
+"""The order of candidates, their health, and the one deadline over all of them.
 
-Each attempt re-enters the rest of the pipeline with `call.target` set, so everything inside
-(translation, dispatch) works afresh for that target and nothing leaks from a failed attempt.
-An error classified `Action.STOP` is the client's and goes straight back; any other moves on to
-the next candidate. The outcome is disclosed in `x-routemw-*` response headers.
+Candidates are tried in order: the model's routes (shuffled by weight when the routes carry
+weights, so load spreads instead of preferring one provider), then each fallback model's. A
+target cooling down is skipped and the skip recorded; if every target is cooling, the one that
+recovers soonest is tried anyway rather than failing without an attempt. Each target gets the
+rest of the pipeline afresh (retries, translation, dispatch), so nothing from a failed attempt
+leaks into the next. An error classified `Action.STOP` is the client's and goes straight back.
+
+The request's deadline (`retry.timeout`) is a cancel scope around the whole loop: attempts,
+sleeps and fallbacks. When it passes the client gets 504 listing what was tried.
 """
 
 from __future__ import annotations
 
 import logging
+import random
+import time
+from collections.abc import Callable, Sequence
 
-from ..errors import Action, AllTargetsFailedError, Attempt, UpstreamError
+import anyio
+
+from ..errors import Action, AllTargetsFailedError, UpstreamError
 from ..pipeline import Call, Handler
+from ..providers.base import Target
 from ..reply import Reply
+from ..routing.health import HealthStore
 
-__all__ = ["FallbackMiddleware"]
+__all__ = ["FallbackMiddleware", "weighted_order"]
 
 logger = logging.getLogger("routemw")
 
 
+def weighted_order(targets: Sequence[Target], rand: Callable[[], float] = random.random) -> list[Target]:
+    """Targets in a random order where each comes first with probability proportional to its weight.
+
+    Consecutive runs of the same public model are shuffled among themselves, and only when some
+    route in the run has a weight other than 1; fallback models always stay behind.
+    """
+    ordered: list[Target] = []
+    start = 0
+    while start < len(targets):
+        end = start
+        while end < len(targets) and targets[end].public_model == targets[start].public_model:
+            end += 1
+        run = list(targets[start:end])
+        if any(t.weight != 1.0 for t in run):
+            # Efraimidis-Spirakis: sorting by u^(1/w) draws a weighted permutation in one pass.
+            run.sort(key=lambda t: rand() ** (1.0 / t.weight), reverse=True)
+        ordered += run
+        start = end
+    return ordered
+
+
 class FallbackMiddleware:
+    def __init__(
+        self,
+        *,
+        timeout: float = 120.0,
+        health: HealthStore | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.timeout = timeout
+        self.health = health
+        self.clock = clock
+        self.rand = rand
+
     async def __call__(self, call: Call, next: Handler) -> Reply:
-        for target in call.candidates:
-            call.target = target
-            try:
-                reply = await next(call)
-            except UpstreamError as exc:
-                call.attempts.append(
-                    Attempt(target.provider.name, target.model, exc.upstream_status, exc.code, exc.action)
-                )
-                logger.warning(
-                    "routemw: request %s: %s/%s failed (%s, %s): %s",
-                    call.request_id,
-                    target.provider.name,
-                    target.model,
-                    exc.upstream_status if exc.upstream_status is not None else "no response",
-                    exc.action.value,
-                    exc.code,
-                )
-                if exc.action is Action.STOP:
-                    raise
+        call.deadline = min(call.deadline, self.clock() + self.timeout)
+        targets = await self._usable(call, weighted_order(call.candidates, self.rand))
+        with anyio.move_on_after(max(call.deadline - self.clock(), 0.0)) as scope:
+            for index, target in enumerate(targets):
+                call.target = target
+                try:
+                    reply = await next(call)
+                except UpstreamError as exc:
+                    logger.warning(
+                        "routemw: request %s: %s/%s failed (%s, %s): %s",
+                        call.request_id,
+                        target.provider.name,
+                        target.model,
+                        exc.upstream_status if exc.upstream_status is not None else "no response",
+                        exc.action.value,
+                        exc.code,
+                    )
+                    if exc.action is Action.STOP:
+                        raise
+                    continue
+                self._disclose(call, target, fallbacks=index)
+                return reply
+        raise AllTargetsFailedError(call.request.model, call.attempts, deadline_passed=scope.cancelled_caught)
+
+    async def _usable(self, call: Call, targets: list[Target]) -> list[Target]:
+        if self.health is None:
+            return targets
+        usable: list[Target] = []
+        soonest: tuple[float, Target] | None = None
+        for target in targets:
+            until = await self.health.check(f"{target.provider.name}/{target.model}")
+            if until is None:
+                usable.append(target)
                 continue
-            call.attempts.append(Attempt(target.provider.name, target.model, 200, None, Action.STOP))
-            call.response_headers["x-routemw-provider"] = target.provider.name
-            call.response_headers["x-routemw-route-model"] = target.model
-            call.response_headers["x-routemw-attempts"] = str(len(call.attempts))
-            dropped = sorted({*call.dropped, *target.drop})
-            if dropped:
-                call.response_headers["x-routemw-dropped-params"] = ", ".join(dropped)
-            if target.clamp:
-                call.response_headers["x-routemw-clamped-params"] = ", ".join(sorted(target.clamp))
-            return reply
-        raise AllTargetsFailedError(call.request.model, call.attempts)
+            call.skipped.append((target, f"cooling down for {max(until - self.clock(), 0):.1f}s"))
+            if soonest is None or until < soonest[0]:
+                soonest = (until, target)
+        if not usable and soonest is not None:
+            usable.append(soonest[1])  # all cooling: better one try at the likeliest than none
+        return usable
+
+    @staticmethod
+    def _disclose(call: Call, target: Target, *, fallbacks: int) -> None:
+        headers = call.response_headers
+        headers["x-routemw-provider"] = target.provider.name
+        headers["x-routemw-route-model"] = target.model
+        headers["x-routemw-attempts"] = str(len(call.attempts))
+        headers["x-routemw-fallbacks"] = str(fallbacks)
+        dropped = sorted({*call.dropped, *target.drop})
+        if dropped:
+            headers["x-routemw-dropped-params"] = ", ".join(dropped)
+        if target.clamp:
+            headers["x-routemw-clamped-params"] = ", ".join(sorted(target.clamp))

@@ -82,6 +82,7 @@ class Harness:
     gateway: Gateway
     client: openai.AsyncOpenAI
     echo_requests: list[dict[str, Any]] = field(default_factory=list)
+    sleeps: list[float] = field(default_factory=list)
 
     async def create(self, stream: bool, **request: Any) -> tuple[dict[str, Any], httpx2.Headers]:
         """One call through the SDK; the completion as a dict (a stream is accumulated by the SDK)."""
@@ -105,12 +106,17 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
             "backup": {"routes": [{"provider": "echo", "model": "echo"}]},
         },
     }
-    gateway = Gateway.from_config(config, transport=httpx.MockTransport(fake), environ={})
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)  # retries are recorded, never waited for
+
+    gateway = Gateway.from_config(config, transport=httpx.MockTransport(fake), environ={}, sleep=sleep)
     http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=gateway), base_url="http://gateway")
     client = openai.AsyncOpenAI(base_url="http://gateway/v1", api_key="client-key", http_client=http, max_retries=0)
     echo = gateway.providers["echo"]
     try:
-        yield Harness(request.param, fake, model, gateway, client, echo.upstream.requests)
+        yield Harness(request.param, fake, model, gateway, client, echo.upstream.requests, sleeps)
     finally:
         await client.close()
 
@@ -302,31 +308,39 @@ async def test_usage_on_plain_completions(harness: Harness) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "falls_back"),
+    ("kind", "outcome"),
     [
-        ("invalid_request", False),
-        ("auth", True),
-        ("not_found", True),
-        ("rate_limit", True),
-        ("quota", True),
-        ("overloaded", True),
-        ("server", True),
+        ("invalid_request", "stop"),
+        ("auth", "fallback"),
+        ("not_found", "fallback"),
+        ("quota", "fallback"),
+        ("rate_limit", "retry"),
+        ("overloaded", "retry"),
+        ("server", "retry"),
     ],
 )
 @STREAM
-async def test_each_error_class(harness: Harness, kind: str, falls_back: bool, stream: bool) -> None:
+async def test_each_error_class(harness: Harness, kind: str, outcome: str, stream: bool) -> None:
+    """Each adapter classifies each kind of failure the same way: retry, fall back, or stop."""
     harness.fake.script(Answer(error=ErrorAnswer(kind, "scripted " + kind)))  # type: ignore[arg-type]
-    if falls_back:
-        raw = await harness.client.chat.completions.with_raw_response.create(
-            model="m", messages=[{"role": "user", "content": "fall back please"}], stream=stream
-        )
-        assert raw.headers["x-routemw-provider"] == "echo"
-        assert raw.headers["x-routemw-attempts"] == "2"
-        assert len(harness.echo_requests) == 1
-        if stream:
-            await raw.parse().close()
+    if outcome == "stop":
+        with pytest.raises(openai.BadRequestError) as caught:
+            await harness.create(stream, messages=[USER])
+        assert "scripted invalid_request" in str(caught.value)
+        assert len(harness.fake.requests) == 1 and harness.echo_requests == []
         return
-    with pytest.raises(openai.BadRequestError) as caught:
-        await harness.create(stream, messages=[USER])
-    assert "scripted invalid_request" in str(caught.value)
-    assert harness.echo_requests == []  # the client's own mistake is not retried elsewhere
+    raw = await harness.client.chat.completions.with_raw_response.create(
+        model="m", messages=[{"role": "user", "content": "try again"}], stream=stream
+    )
+    if stream:
+        await raw.parse().close()
+    assert raw.headers["x-routemw-attempts"] == "2"
+    if outcome == "retry":  # the same target, once more, after the scripted failure
+        assert raw.headers["x-routemw-provider"] == "up"
+        assert len(harness.fake.requests) == 2 and harness.echo_requests == []
+        assert len(harness.sleeps) == 1
+    else:  # the next candidate, without retrying a target that cannot serve
+        assert raw.headers["x-routemw-provider"] == "echo"
+        assert raw.headers["x-routemw-fallbacks"] == "1"
+        assert len(harness.fake.requests) == 1 and len(harness.echo_requests) == 1
+        assert harness.sleeps == []
