@@ -24,15 +24,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--host", help="bind address (default: server.host from the config)")
     serve.add_argument("--port", type=int, help="port (default: server.port from the config)")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.add_argument("--no-access-log", action="store_true", help="do not log a line per request")
     check = commands.add_parser("check", help="validate a config and print its models, routes and providers")
     check.add_argument("--config", "-c", help="YAML or JSON config file (default: the embedded default)")
     args = parser.parse_args(argv)
     if args.command == "check":
         return _check(args.config)
-    return _serve(args.config, args.host, args.port, args.log_level)
+    return _serve(args.config, args.host, args.port, args.log_level, access_log=not args.no_access_log)
 
 
-def _serve(config_path: str | None, host: str | None, port: int | None, log_level: str) -> int:
+def _serve(config_path: str | None, host: str | None, port: int | None, log_level: str, *, access_log: bool) -> int:
     import uvicorn
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(message)s")
@@ -47,7 +48,14 @@ def _serve(config_path: str | None, host: str | None, port: int | None, log_leve
         logging.getLogger("routemw").warning(
             "routemw: auth is off and the gateway listens on %s: anyone who can reach it can use your providers", bind
         )
-    uvicorn.run(gateway, host=bind, port=port if port is not None else server.port, log_level=log_level, lifespan="on")
+    uvicorn.run(
+        gateway,
+        host=bind,
+        port=port if port is not None else server.port,
+        log_level=log_level,
+        lifespan="on",
+        access_log=access_log,
+    )
     return 0
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any, Final
 
 import anyio
@@ -65,6 +65,8 @@ class Dispatcher:
         request = provider.build_request(call.request, target)
         transport = provider.transport or self._transport()
         response: httpx.Response | None = None
+        chunks: AsyncGenerator[Chunk, None] | None = None
+        stream: Stream | None = None  # once made, the Stream owns the upstream response
         try:
             with anyio.fail_after(provider.timeout):
                 try:
@@ -76,7 +78,8 @@ class Dispatcher:
                         with anyio.fail_after(self.first_token_timeout or math.inf):
                             head = await _read_head(chunks)
                         headers = _upstream_headers(response.headers)
-                        return Stream(head, chunks, aclose=response.aclose, headers=headers)
+                        stream = Stream(head, chunks, aclose=response.aclose, headers=headers)
+                        return stream
                     body = await response.aread()
                     completion = provider.parse_response(response, body, call.request, target)
                     completion.headers.update(_upstream_headers(response.headers))
@@ -87,18 +90,18 @@ class Dispatcher:
             raise UpstreamTimeoutError(
                 f"Provider '{provider.name}' did not answer within {provider.timeout:g}s.", provider=provider.name
             ) from exc
-        except BaseException:
-            # Failed or cancelled (the client went away): release the upstream connection now.
-            if response is not None:
-                with anyio.CancelScope(shield=True):
-                    await response.aclose()
-            raise
         finally:
-            if response is not None and not call.request.stream:
-                await response.aclose()
+            # Whatever ended the attempt (success without a stream, an error, a timeout, or the
+            # client going away), the upstream connection is released now, not at GC time.
+            if stream is None:
+                with anyio.CancelScope(shield=True):
+                    if chunks is not None:
+                        await chunks.aclose()
+                    if response is not None:
+                        await response.aclose()
 
 
-async def _guarded(chunks: AsyncIterator[Chunk], provider: Provider) -> AsyncIterator[Chunk]:
+async def _guarded(chunks: AsyncIterator[Chunk], provider: Provider) -> AsyncGenerator[Chunk, None]:
     """The adapter's chunks, with a connection lost mid-stream classified like any other."""
     try:
         async for chunk in chunks:

@@ -203,7 +203,7 @@ class AllTargetsFailedError(RouteMWError):
             message = f"All upstream targets for model '{model}' failed: {tried}"
         super().__init__(message, code="upstream_error")
         failures = [a for a in self.attempts if a.action is not None]
-        if deadline_passed:
+        if deadline_passed or (failures and all(a.code == "upstream_timeout" for a in failures)):
             self.status_code = 504
             self.error_type = "timeout_error"
             self.code = "upstream_timeout"

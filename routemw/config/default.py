@@ -20,6 +20,8 @@ _UPSTREAMS: Final = (
         "openai",
         ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-5", "gpt-5-mini", "o3", "o4-mini"),
     ),
+    ("GEMINI_API_KEY", "gemini", "gemini", ("gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite")),
+    ("ANTHROPIC_API_KEY", "anthropic", "anthropic", ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-opus-4-1")),
 )
 
 

@@ -193,6 +193,10 @@ class _Validator:
             return None
         return None if result is None else float(result)
 
+    def non_negative(self, value: Any, path: str) -> float | None:
+        result = self.number(value, path, minimum=0.0)
+        return None if result is None else float(result)
+
     def integer(self, minimum: int) -> Callable[[Any, str], int | None]:
         def check(value: Any, path: str) -> int | None:
             result = self.number(value, path, minimum=minimum, integer=True)
@@ -288,7 +292,7 @@ class _Validator:
             host=self.field(data, "host", path, self.string, default.host),
             port=port,
             max_body_bytes=self.field(data, "max_body_bytes", path, self.integer(1), default.max_body_bytes),
-            keepalive=self.field(data, "keepalive", path, self.positive, default.keepalive),
+            keepalive=self.field(data, "keepalive", path, self.non_negative, default.keepalive),
         )
 
     def providers(self, value: Any, path: str) -> dict[str, ProviderConfig]:

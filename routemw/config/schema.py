@@ -33,7 +33,7 @@ class ServerConfig:
     port: int = 8000
     max_body_bytes: int = 8 * 1024 * 1024
     # Seconds of upstream silence after which a stream gets an SSE comment, so that proxies
-    # and clients with idle timeouts keep the connection open during long reasoning pauses.
+    # and clients with idle timeouts keep the connection open during long pauses; 0 turns it off.
     keepalive: float = 15.0
 
 

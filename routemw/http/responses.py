@@ -45,7 +45,10 @@ async def send_json(send: Send, status: int, body: bytes, headers: Mapping[str, 
 
 def error_payload(exc: RouteMWError, redact: Redact) -> bytes:
     envelope = exc.envelope()
-    envelope["error"]["message"] = redact(envelope["error"]["message"])
+    error = envelope["error"]
+    for key in ("message", "param", "code"):  # upstream text can carry anything, keys included
+        if isinstance(error[key], str):
+            error[key] = redact(error[key])
     return orjson.dumps(envelope)
 
 
@@ -63,7 +66,6 @@ async def send_stream(
         (b"cache-control", b"no-store"),
         (b"x-accel-buffering", b"no"),  # nginx and friends: do not buffer an event stream
     ]
-    await send({"type": "http.response.start", "status": 200, "headers": raw_headers})  # COMMIT POINT
     lock = anyio.Lock(fast_acquire=True)
     last_sent = time.monotonic()
 
@@ -81,6 +83,7 @@ async def send_stream(
 
     tail: bytes | None = _DONE
     try:
+        await send({"type": "http.response.start", "status": 200, "headers": raw_headers})  # COMMIT POINT
         async with anyio.create_task_group() as tg:
             if keepalive > 0:
                 tg.start_soon(ping)

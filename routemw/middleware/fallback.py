@@ -68,45 +68,53 @@ class FallbackMiddleware:
 
     async def __call__(self, call: Call, next: Handler) -> Reply:
         call.deadline = min(call.deadline, self.clock() + self.timeout)
-        targets = await self._usable(call, weighted_order(call.candidates, self.rand))
+        targets = weighted_order(call.candidates, self.rand)
+        cooling: list[tuple[float, Target]] = []
         with anyio.move_on_after(max(call.deadline - self.clock(), 0.0)) as scope:
             for index, target in enumerate(targets):
-                call.target = target
-                try:
-                    reply = await next(call)
-                except UpstreamError as exc:
-                    logger.warning(
-                        "routemw: request %s: %s/%s failed (%s, %s): %s",
-                        call.request_id,
-                        target.provider.name,
-                        target.model,
-                        exc.upstream_status if exc.upstream_status is not None else "no response",
-                        exc.action.value,
-                        exc.code,
-                    )
-                    if exc.action is Action.STOP:
-                        raise
+                # Health is asked only when this target's turn comes: asking up front would
+                # claim the half-open probe of targets that an earlier one makes unnecessary.
+                until = await self._cooling_until(target)
+                if until is not None:
+                    call.skipped.append((target, f"cooling down for {max(until - self.clock(), 0):.1f}s"))
+                    cooling.append((until, target))
                     continue
-                self._disclose(call, target, fallbacks=index)
-                return reply
+                reply = await self._try(call, next, target)
+                if reply is not None:
+                    self._disclose(call, target, fallbacks=index)
+                    return reply
+            if cooling and len(cooling) == len(targets):
+                # Every target is cooling: one try at the likeliest beats failing untried.
+                _, target = min(cooling, key=lambda pair: pair[0])
+                reply = await self._try(call, next, target)
+                if reply is not None:
+                    self._disclose(call, target, fallbacks=targets.index(target))
+                    return reply
         raise AllTargetsFailedError(call.request.model, call.attempts, deadline_passed=scope.cancelled_caught)
 
-    async def _usable(self, call: Call, targets: list[Target]) -> list[Target]:
+    async def _cooling_until(self, target: Target) -> float | None:
         if self.health is None:
-            return targets
-        usable: list[Target] = []
-        soonest: tuple[float, Target] | None = None
-        for target in targets:
-            until = await self.health.check(f"{target.provider.name}/{target.model}")
-            if until is None:
-                usable.append(target)
-                continue
-            call.skipped.append((target, f"cooling down for {max(until - self.clock(), 0):.1f}s"))
-            if soonest is None or until < soonest[0]:
-                soonest = (until, target)
-        if not usable and soonest is not None:
-            usable.append(soonest[1])  # all cooling: better one try at the likeliest than none
-        return usable
+            return None
+        return await self.health.check(f"{target.provider.name}/{target.model}")
+
+    async def _try(self, call: Call, next: Handler, target: Target) -> Reply | None:
+        """The reply, or None to move on; the client's own errors (Action.STOP) propagate."""
+        call.target = target
+        try:
+            return await next(call)
+        except UpstreamError as exc:
+            logger.warning(
+                "routemw: request %s: %s/%s failed (%s, %s): %s",
+                call.request_id,
+                target.provider.name,
+                target.model,
+                exc.upstream_status if exc.upstream_status is not None else "no response",
+                exc.action.value,
+                exc.code,
+            )
+            if exc.action is Action.STOP:
+                raise
+            return None
 
     @staticmethod
     def _disclose(call: Call, target: Target, *, fallbacks: int) -> None:

@@ -129,24 +129,28 @@ class OpenAIProvider:
         self, response: httpx.Response, request: ChatRequest, target: Target
     ) -> AsyncIterator[Chunk]:
         decoder = SSEDecoder()
-        finished = False
+        finished = done = False
         async for raw in response.aiter_bytes():
             for event in decoder.feed(raw):
                 if event.data == _DONE:
-                    return
+                    done = True
+                    break
                 chunk = self._chunk(event.data)
-                if chunk is None:
-                    continue
-                if not finished:
-                    finished = _has_finish(chunk.data)
-                yield chunk
-        for event in decoder.close():
-            if event.data == _DONE:
-                return
-            chunk = self._chunk(event.data)
-            if chunk is not None:
-                finished = finished or _has_finish(chunk.data)
-                yield chunk
+                if chunk is not None:
+                    finished = finished or _has_finish(chunk.data)
+                    yield chunk
+            if done:
+                break
+        else:
+            for event in decoder.close():
+                if event.data == _DONE:
+                    break
+                chunk = self._chunk(event.data)
+                if chunk is not None:
+                    finished = finished or _has_finish(chunk.data)
+                    yield chunk
+        # `[DONE]` alone is not a finish: a stream must say how it ended (a finish_reason), or it
+        # is reported as cut short rather than passed off as complete.
         if not finished:
             raise UpstreamError(
                 f"Provider '{self._name}' ended the stream before it finished.",

@@ -557,7 +557,7 @@ def test_nan_timeout_is_rejected(tmp_path: Path) -> None:
         ({"port": -1}, "server.port: must be at least 0, got -1"),
         ({"port": "80"}, "server.port: expected an integer, got string"),
         ({"max_body_bytes": 0}, "server.max_body_bytes: must be at least 1, got 0"),
-        ({"keepalive": 0}, "server.keepalive: must be greater than 0"),
+        ({"keepalive": -1}, "server.keepalive: must be at least 0, got -1"),
     ],
 )
 def test_server_validation(server: dict[str, Any], problem: str) -> None:
