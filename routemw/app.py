@@ -29,6 +29,7 @@ from .dispatch import Dispatcher
 from .errors import MethodNotAllowedError, NotFoundError, RouteMWError
 from .http.asgi import Receive, Scope, Send, route_path
 from .http.body import ClientDisconnected, read_body
+from .http.disconnect import cancel_on_disconnect
 from .http.responses import send_error, send_json, send_stream
 from .http.transport import default_transport
 from .middleware import (
@@ -244,10 +245,9 @@ class Gateway:
         raw = await read_body(scope, receive, self.config.server.max_body_bytes)
         call = Call(request=parse_chat_request(raw), request_id=request_id, headers=headers, scope=scope)
         call.response_headers["x-request-id"] = request_id
-        # The disconnect watcher runs for the whole call, so a client that leaves while we are
+        # The disconnect watch covers the whole call, so a client that leaves while we are
         # still waiting for the upstream cancels that wait (and the upstream request) at once.
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_cancel_on_disconnect, receive, tg.cancel_scope)
+        async with cancel_on_disconnect(receive):
             try:
                 reply = await self._handler(call)
             except RouteMWError as exc:
@@ -265,7 +265,6 @@ class Gateway:
                     await send_stream(
                         send, reply, response_headers, keepalive=self.config.server.keepalive, redact=self.redact
                     )
-            tg.cancel_scope.cancel()
 
     def _model_card(self, model: str, account: Account) -> bytes:
         entry = self.catalog.get(model)
@@ -284,11 +283,3 @@ class Gateway:
 def _require_method(method: str, allowed: str) -> None:
     if method != allowed:
         raise MethodNotAllowedError(f"Method {method} is not allowed here; use {allowed}.", headers={"allow": allowed})
-
-
-async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            scope.cancel()
-            return

@@ -8,7 +8,6 @@ The whole attempt, including that wait, is bounded by the provider's timeout.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any, Final
@@ -17,6 +16,7 @@ import anyio
 import httpx
 
 from .errors import Attempt, UpstreamError, UpstreamTimeoutError
+from .http.upstream import read_body, upstream_request_id
 from .pipeline import Call
 from .providers.base import Provider, Target
 from .reply import Chunk, Reply, Stream
@@ -66,39 +66,54 @@ class Dispatcher:
         transport = provider.transport or self._transport()
         response: httpx.Response | None = None
         chunks: AsyncGenerator[Chunk, None] | None = None
-        stream: Stream | None = None  # once made, the Stream owns the upstream response
+        done = False  # the upstream response is closed, or handed over to a Stream that owns it
+        # One scope bounds the attempt by the provider's timeout and the request's deadline alike
+        # (a bare CancelScope costs half of `fail_after`, and this runs for every attempt).
+        budget = min(provider.timeout, call.deadline - time.monotonic())
+        scope = anyio.CancelScope(deadline=anyio.current_time() + budget)
         try:
-            with anyio.fail_after(provider.timeout):
+            with scope:
                 try:
                     response = await transport.handle_async_request(request)
                     if not 200 <= response.status_code < 300:
                         raise provider.error_from_response(response, await _read_bounded(response))
                     if call.request.stream:
                         chunks = _guarded(provider.parse_stream(response, call.request, target), provider)
-                        with anyio.fail_after(self.first_token_timeout or math.inf):
-                            head = await _read_head(chunks)
-                        headers = _upstream_headers(response.headers)
-                        stream = Stream(head, chunks, aclose=response.aclose, headers=headers)
-                        return stream
-                    body = await response.aread()
+                        head = await self._read_head(chunks, provider.name)
+                        done = True
+                        return Stream(head, chunks, aclose=response.aclose, headers=_upstream_headers(response))
+                    body = await read_body(response)
+                    await response.aclose()
+                    done = True
                     completion = provider.parse_response(response, body, call.request, target)
-                    completion.headers.update(_upstream_headers(response.headers))
+                    completion.headers.update(_upstream_headers(response))
                     return completion
                 except httpx.TransportError as exc:
                     raise provider.error_from_exception(exc) from exc
-        except TimeoutError as exc:
             raise UpstreamTimeoutError(
-                f"Provider '{provider.name}' did not answer within {provider.timeout:g}s.", provider=provider.name
-            ) from exc
+                f"Provider '{provider.name}' did not answer within {budget:.3g}s"
+                + (" (the request's deadline)" if budget < provider.timeout else "."),
+                provider=provider.name,
+            )
         finally:
-            # Whatever ended the attempt (success without a stream, an error, a timeout, or the
-            # client going away), the upstream connection is released now, not at GC time.
-            if stream is None:
+            # Whatever ended the attempt early (an error, a timeout, the client going away), the
+            # upstream connection is released now, not at garbage collection.
+            if not done:
                 with anyio.CancelScope(shield=True):
                     if chunks is not None:
                         await chunks.aclose()
                     if response is not None:
                         await response.aclose()
+
+    async def _read_head(self, chunks: AsyncIterator[Chunk], provider: str) -> list[Chunk]:
+        """Chunks up to and including the first meaningful one, within the first-token timeout."""
+        if self.first_token_timeout is None:
+            return await _read_head(chunks)
+        with anyio.move_on_after(self.first_token_timeout):
+            return await _read_head(chunks)
+        raise UpstreamTimeoutError(
+            f"Provider '{provider}' sent no content within {self.first_token_timeout:g}s.", provider=provider
+        )
 
 
 async def _guarded(chunks: AsyncIterator[Chunk], provider: Provider) -> AsyncGenerator[Chunk, None]:
@@ -130,8 +145,8 @@ async def _read_bounded(response: httpx.Response) -> bytes:
     return bytes(body[:_MAX_ERROR_BODY])
 
 
-def _upstream_headers(headers: httpx.Headers) -> dict[str, str]:
-    request_id = headers.get("x-request-id") or headers.get("request-id")
+def _upstream_headers(response: httpx.Response) -> dict[str, str]:
+    request_id = upstream_request_id(response)
     return {"x-upstream-request-id": request_id} if request_id else {}
 
 

@@ -18,8 +18,6 @@ import random
 import time
 from collections.abc import Callable, Sequence
 
-import anyio
-
 from ..errors import Action, AllTargetsFailedError, UpstreamError
 from ..pipeline import Call, Handler
 from ..providers.base import Target
@@ -70,27 +68,31 @@ class FallbackMiddleware:
         call.deadline = min(call.deadline, self.clock() + self.timeout)
         targets = weighted_order(call.candidates, self.rand)
         cooling: list[tuple[float, Target]] = []
-        with anyio.move_on_after(max(call.deadline - self.clock(), 0.0)) as scope:
-            for index, target in enumerate(targets):
-                # Health is asked only when this target's turn comes: asking up front would
-                # claim the half-open probe of targets that an earlier one makes unnecessary.
-                until = await self._cooling_until(target)
-                if until is not None:
-                    call.skipped.append((target, f"cooling down for {max(until - self.clock(), 0):.1f}s"))
-                    cooling.append((until, target))
-                    continue
-                reply = await self._try(call, next, target)
-                if reply is not None:
-                    self._disclose(call, target, fallbacks=index)
-                    return reply
-            if cooling and len(cooling) == len(targets):
-                # Every target is cooling: one try at the likeliest beats failing untried.
-                _, target = min(cooling, key=lambda pair: pair[0])
-                reply = await self._try(call, next, target)
-                if reply is not None:
-                    self._disclose(call, target, fallbacks=targets.index(target))
-                    return reply
-        raise AllTargetsFailedError(call.request.model, call.attempts, deadline_passed=scope.cancelled_caught)
+        # The deadline is enforced where the waiting happens, in each attempt's cancel scope (the
+        # dispatcher) and before each retry's sleep (the retry stop); here it ends the loop.
+        for index, target in enumerate(targets):
+            if self.clock() >= call.deadline:
+                break
+            # Health is asked only when this target's turn comes: asking up front would claim
+            # the half-open probe of targets that an earlier one makes unnecessary.
+            until = await self._cooling_until(target)
+            if until is not None:
+                call.skipped.append((target, f"cooling down for {max(until - self.clock(), 0):.1f}s"))
+                cooling.append((until, target))
+                continue
+            reply = await self._try(call, next, target)
+            if reply is not None:
+                self._disclose(call, target, fallbacks=index)
+                return reply
+        if cooling and len(cooling) == len(targets) and self.clock() < call.deadline:
+            # Every target is cooling: one try at the likeliest beats failing untried.
+            _, target = min(cooling, key=lambda pair: pair[0])
+            reply = await self._try(call, next, target)
+            if reply is not None:
+                self._disclose(call, target, fallbacks=targets.index(target))
+                return reply
+        deadline_passed = self.clock() >= call.deadline
+        raise AllTargetsFailedError(call.request.model, call.attempts, deadline_passed=deadline_passed)
 
     async def _cooling_until(self, target: Target) -> float | None:
         if self.health is None:

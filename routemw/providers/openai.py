@@ -24,6 +24,7 @@ from ..chat import ChatRequest
 from ..config import ProviderConfig
 from ..errors import Action, UpstreamError
 from ..http.sse import SSEDecoder
+from ..http.upstream import body_pieces
 from ..reply import Chunk, Completion
 from .base import Target
 from .classify import action_for_status, error_from_transport, retry_after_seconds
@@ -55,8 +56,9 @@ class OpenAIProvider:
             **self.auth_headers(config),
             **{k.lower(): v for k, v in config.headers.items()},
         }
-        self._json_headers = {**headers, "accept": "application/json"}
-        self._sse_headers = {**headers, "accept": "text/event-stream"}
+        # Built once: httpx copies a Headers object far faster than it normalises a dict.
+        self._json_headers = httpx.Headers({**headers, "accept": "application/json"})
+        self._sse_headers = httpx.Headers({**headers, "accept": "text/event-stream"})
         self._read_timeout = {
             "connect": config.timeout,
             "read": config.timeout,
@@ -130,7 +132,7 @@ class OpenAIProvider:
     ) -> AsyncIterator[Chunk]:
         decoder = SSEDecoder()
         finished = done = False
-        async for raw in response.aiter_bytes():
+        async for raw in body_pieces(response):
             for event in decoder.feed(raw):
                 if event.data == _DONE:
                     done = True

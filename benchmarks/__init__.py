@@ -1,0 +1,1 @@
+"""The routemw benchmark: `python -m benchmarks.run` (see README, Performance)."""

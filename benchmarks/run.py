@@ -1,0 +1,286 @@
+"""Run the benchmark: `python -m benchmarks.run` (add `--smoke` for a few hundred requests).
+
+It starts, each in its own process on loopback, the fake upstream, the bare Starlette+aiohttp
+proxy (the floor), and routemw (`routemw serve`, auth on, the default pipeline), then drives
+them from a separate load-generator process. Targets are interleaved within every round so a
+noisy neighbour hurts all of them alike, and results are reported as ratios within the run:
+
+- throughput at concurrency 32 (JSON and SSE), and its ratio to the bare proxy;
+- p50/p99 latency at concurrency 1, and the p50 added over calling the upstream directly;
+- time to first byte for streams;
+- server CPU per request (user + system time of that process over the scenario);
+- a soak through routemw with its RSS sampled, reporting growth after warm-up.
+
+Everything it starts is stopped when it ends, however it ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+CLIENT_KEY = "sk-bench-client-key-0000000000"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process {process.args} exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port} after {timeout}s")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@contextmanager
+def started(processes: list[subprocess.Popen[bytes]], *command: str) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(command, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL)
+    processes.append(process)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    pid: int  # the process whose CPU counts for this target
+    model: str
+    headers: list[str] = field(default_factory=list)
+    path: str = "/v1/chat/completions"
+
+
+@dataclass
+class Tally:
+    count: int = 0
+    errors: int = 0
+    elapsed: float = 0.0
+    cpu: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    firsts: list[float] = field(default_factory=list)
+
+    def add(self, result: dict[str, Any], cpu: float) -> None:
+        self.count += result["count"]
+        self.errors += result["errors"]
+        self.elapsed += result["elapsed"]
+        self.cpu += cpu
+        self.latencies += result["latencies"]
+        self.firsts += result["firsts"]
+
+    def rate(self) -> float:
+        return self.count / self.elapsed if self.elapsed else 0.0
+
+    def percentile(self, values: Sequence[float], q: float) -> float:
+        if not values:
+            return 0.0
+        ordered = sorted(values)
+        return ordered[min(int(q * len(ordered)), len(ordered) - 1)] * 1000
+
+
+def load(target: Target, *, stream: bool, concurrency: int, count: int) -> tuple[dict[str, Any], float]:
+    body = {"model": target.model, "messages": [{"role": "user", "content": "Say something."}], "max_tokens": 64}
+    if stream:
+        body["stream"] = True
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks.load",
+        "--port",
+        str(target.port),
+        "--path",
+        target.path,
+        "--body",
+        json.dumps(body, separators=(",", ":")),
+        "--concurrency",
+        str(concurrency),
+        "--count",
+        str(count),
+        "--seconds",
+        "120",
+    ]
+    for header in target.headers:
+        command += ["--header", header]
+    before = cpu_seconds(target.pid)
+    output = subprocess.run(command, cwd=ROOT, capture_output=True, check=True, timeout=180).stdout
+    return orjson.loads(output), cpu_seconds(target.pid) - before
+
+
+def routemw_config(upstream: int, port: int, anthropic: bool) -> dict[str, Any]:
+    providers: dict[str, Any] = {
+        "up": {"type": "openai", "base_url": f"http://127.0.0.1:{upstream}/v1", "api_key": "sk-bench-upstream"}
+    }
+    models: dict[str, Any] = {"gpt-4o": {"routes": [{"provider": "up", "model": "gpt-4o"}]}}
+    if anthropic:
+        providers["claude"] = {"type": "anthropic", "base_url": f"http://127.0.0.1:{upstream}", "api_key": "sk-bench-a"}
+        models["claude"] = {"routes": [{"provider": "claude", "model": "claude-sonnet-4-5"}]}
+    return {
+        "server": {"host": "127.0.0.1", "port": port},
+        "providers": providers,
+        "models": models,
+        "keys": [{"name": "bench", "key": CLIENT_KEY, "models": ["*"]}],
+        "auth": {"mode": "keys"},
+    }
+
+
+def has_anthropic() -> bool:
+    from routemw.providers.registry import ProviderRegistry
+
+    return "anthropic" in ProviderRegistry.default(plugins=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--count", type=int, default=3000, help="requests per target per round at concurrency 32")
+    parser.add_argument("--latency-count", type=int, default=500, help="requests per target per round at concurrency 1")
+    parser.add_argument("--soak", type=int, default=100_000, help="requests in the soak (0 to skip)")
+    parser.add_argument("--smoke", action="store_true", help="a few hundred requests: does it all still work")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.rounds, args.count, args.latency_count, args.soak = 1, 100, 20, 300
+    anthropic = has_anthropic()
+    processes: list[subprocess.Popen[bytes]] = []
+    ports = {name: free_port() for name in ("upstream", "bare", "routemw")}
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "routemw.json"
+        config.write_text(json.dumps(routemw_config(ports["upstream"], ports["routemw"], anthropic)))
+        python = sys.executable
+        with (
+            started(processes, python, "-m", "benchmarks.upstream", "--port", str(ports["upstream"])) as upstream,
+            started(
+                processes,
+                python,
+                "-m",
+                "benchmarks.bare_proxy",
+                "--port",
+                str(ports["bare"]),
+                "--upstream",
+                f"http://127.0.0.1:{ports['upstream']}",
+            ) as bare,
+            started(
+                processes,
+                python,
+                "-m",
+                "routemw",
+                "serve",
+                "--config",
+                str(config),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ) as gateway,
+        ):
+            for name, process in (("upstream", upstream), ("bare", bare), ("routemw", gateway)):
+                wait_for_port(ports[name], process)
+            auth = [f"authorization: Bearer {CLIENT_KEY}"]
+            targets = [
+                Target("direct", ports["upstream"], upstream.pid, "gpt-4o"),
+                Target("bare proxy", ports["bare"], bare.pid, "gpt-4o"),
+                Target("routemw", ports["routemw"], gateway.pid, "gpt-4o", auth),
+            ]
+            if anthropic:
+                targets.append(Target("routemw -> anthropic", ports["routemw"], gateway.pid, "claude", auth))
+            report(targets, args)
+            if args.soak:
+                soak(targets[2], args.soak)
+    return 0
+
+
+def report(targets: list[Target], args: argparse.Namespace) -> None:
+    print(f"routemw benchmark: {args.rounds} rounds, {os.cpu_count()} cores, loopback, zero-latency upstream\n")
+    for stream in (False, True):
+        kind = "SSE (20 chunks)" if stream else "JSON"
+        throughput = {t.name: Tally() for t in targets}
+        latency = {t.name: Tally() for t in targets}
+        for _ in range(args.rounds):
+            for target in targets:  # interleaved: every target sees the same noise
+                result, cpu = load(target, stream=stream, concurrency=32, count=args.count)
+                throughput[target.name].add(result, cpu)
+            for target in targets:
+                result, cpu = load(target, stream=stream, concurrency=1, count=args.latency_count)
+                latency[target.name].add(result, cpu)
+        floor = throughput["bare proxy"].rate()
+        direct_p50 = latency["direct"].percentile(latency["direct"].latencies, 0.5)
+        print(f"{kind}")
+        print(
+            "| target | req/s @32 | x bare | p50 ms @1 | p99 ms @1 | +p50 ms over direct "
+            "| TTFB p50 ms @1 | CPU ms/req | errors |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
+        for target in targets:
+            t, lat = throughput[target.name], latency[target.name]
+            p50 = lat.percentile(lat.latencies, 0.5)
+            cpu = 1000 * t.cpu / t.count if t.count and target.name != "direct" else float("nan")
+            print(
+                f"| {target.name} | {t.rate():,.0f} | {t.rate() / floor:.2f} | {p50:.2f} | "
+                f"{lat.percentile(lat.latencies, 0.99):.2f} | {p50 - direct_p50:+.2f} | "
+                f"{lat.percentile(lat.firsts, 0.5):.2f} | {cpu:.2f} | {t.errors + lat.errors} |"
+            )
+        print()
+
+
+def soak(target: Target, total: int) -> None:
+    batch = max(total // 20, 100)
+    samples: list[float] = []
+    done = 0
+    while done < total:
+        result, _ = load(target, stream=False, concurrency=32, count=min(batch, total - done))
+        done += result["count"]
+        samples.append(rss_mb(target.pid))
+    warm = samples[min(1, len(samples) - 1)]  # after the first batch: pools, caches and code are warm
+    print(
+        f"soak: {done:,} requests through routemw; RSS {samples[0]:.1f} MB after the first batch, "
+        f"{samples[-1]:.1f} MB at the end; growth after warm-up {samples[-1] - warm:+.1f} MB "
+        f"(median sample {statistics.median(samples):.1f} MB)"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""The benchmark keeps working: a tiny run of it, with no thresholds (figures are for people)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_smoke_runs_every_target_without_errors() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and not line.startswith("| target")]
+    targets = {row.split("|")[1].strip() for row in rows}
+    assert {"direct", "bare proxy", "routemw"} <= targets
+    assert len(rows) == 2 * len(targets)  # a JSON and an SSE row for each target
+    for row in rows:
+        assert row.rstrip(" |").rsplit("|", 1)[1].strip() == "0", f"requests failed: {row}"
+    assert "soak:" in result.stdout
