@@ -29,7 +29,9 @@ ENTRY_POINT_GROUP: Final = "routemw.providers"
 BUILTINS: Final = (
     "routemw.providers.openai:register",
     "routemw.providers.echo:register",
+    "routemw.providers.anthropic:register",
     "routemw.providers.azure:register",
+    "routemw.providers.gemini:register",
 )
 
 ProviderFactory = Callable[[ProviderConfig], Provider]

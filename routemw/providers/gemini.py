@@ -1,0 +1,228 @@
+"""Google Gemini (`generateContent` / `streamGenerateContent?alt=sse`) behind the OpenAI surface.
+
+`base_url` is the bare origin (default `https://generativelanguage.googleapis.com`; one ending in
+`/v1beta` or `/v1` is used as the API root as it is); the key travels in `x-goog-api-key`. The
+translation lives in three modules, each documenting its decisions: `gemini_request` (messages,
+tools, schemas, thought signatures, images), `gemini_response` (finish reasons, minted tool call
+ids, thoughts, usage, the stream state machine) and `gemini_errors` (what to retry, what to fall
+back on, what is the client's fault).
+
+The profile accepts exactly the OpenAI fields the request translation understands; anything
+else (`user`, `parallel_tool_calls`, `reasoning_effort`, `logit_bias`, ...) is settled by the
+capability check and the parameter policy before a request reaches this adapter.
+`parallel_tool_calls` is flagged unsupported (capability false, so a request that sends it with
+tools is refused under every policy, and routing prefers a target that can honour it): Gemini
+may always answer with several calls and cannot be told not to.
+`logprobs` is accepted only so that `logprobs: false` passes; the `logprobs` capability is
+unsupported, so `true` is refused before translation.
+
+Limits and flags are declared for the Gemini families; other models the API serves (Gemma,
+tuned models) get the same translation flags and no limits, and may need config overrides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from types import MappingProxyType
+from typing import Any, Final
+from urllib.parse import quote
+
+import httpx
+import orjson
+
+from ..capabilities import Capability, Profile
+from ..chat import ChatRequest
+from ..config import ProviderConfig
+from ..errors import Action, UpstreamError
+from ..http.sse import SSEDecoder
+from ..reply import Chunk, Completion
+from .base import Target
+from .classify import error_from_transport
+from .gemini_errors import error_from_body, error_payload, gemini_error
+from .gemini_request import gemini_body
+from .gemini_response import GeminiStream, completion_from
+from .normalize import normalize_openai
+
+__all__ = ["DEFAULT_BASE_URL", "GeminiProvider", "gemini_profile", "register"]
+
+DEFAULT_BASE_URL: Final = "https://generativelanguage.googleapis.com"
+# Bytes of a stream body kept while no event has arrived, to read an unframed JSON error.
+_MAX_UNFRAMED: Final = 64 * 1024
+
+_C = Capability
+_SUPPORT: Final = MappingProxyType(
+    {
+        _C.STREAMING.value: True,
+        _C.STREAM_USAGE.value: True,
+        _C.TOOLS.value: True,
+        _C.TOOL_CHOICE.value: True,
+        _C.PARALLEL_TOOL_CALLS.value: False,
+        _C.JSON_OBJECT.value: True,
+        _C.JSON_SCHEMA.value: True,
+        _C.VISION.value: True,
+        _C.AUDIO_INPUT.value: True,
+        _C.LOGPROBS.value: False,
+        _C.MULTIPLE_CHOICES.value: True,
+    }
+)
+ACCEPTED_PARAMS: Final = frozenset(
+    {
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "stop",
+        "n",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "response_format",
+        "tools",
+        "tool_choice",
+        "logprobs",
+    }
+)
+_RANGES: Final = MappingProxyType({"temperature": (0.0, 2.0), "top_p": (0.0, 1.0)})
+# (prefix, max output tokens, context window); longest prefixes first. Google's published limits.
+_FAMILIES: Final = (
+    ("gemini-3", 65_536, 1_048_576),
+    ("gemini-2.5-flash-lite", 65_536, 1_048_576),
+    ("gemini-2.5-flash", 65_536, 1_048_576),
+    ("gemini-2.5-pro", 65_536, 1_048_576),
+    ("gemini-2.0-flash", 8_192, 1_048_576),
+)
+
+
+def gemini_profile(model: str) -> Profile:
+    """What the adapter can translate, with the output and context limits of known families."""
+    name = model.removeprefix("models/")
+    limits = next(((out, ctx) for prefix, out, ctx in _FAMILIES if name.startswith(prefix)), (None, None))
+    return Profile(
+        support=_SUPPORT,
+        unsupported_params=frozenset({"parallel_tool_calls"}),
+        accepted_params=ACCEPTED_PARAMS,
+        ranges=_RANGES,
+        max_output_tokens=limits[0],
+        context_window=limits[1],
+        max_stop=5,
+    )
+
+
+class GeminiProvider:
+    """Adapter for `type: gemini`: the Gemini API with an API key."""
+
+    def __init__(self, config: ProviderConfig) -> None:
+        self._name = config.name
+        self._timeout = config.timeout
+        base = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
+        self._root = base if base.endswith(("/v1beta", "/v1")) else f"{base}/v1beta"
+        headers = {"content-type": "application/json", **{k.lower(): v for k, v in config.headers.items()}}
+        if config.api_key:
+            headers["x-goog-api-key"] = config.api_key
+        self._json_headers = {**headers, "accept": "application/json"}
+        self._sse_headers = {**headers, "accept": "text/event-stream"}
+        self._timeouts = dict.fromkeys(("connect", "read", "write", "pool"), config.timeout)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    @property
+    def transport(self) -> httpx.AsyncBaseTransport | None:
+        return None
+
+    def profile(self, model: str) -> Profile:
+        return gemini_profile(model)
+
+    def build_request(self, request: ChatRequest, target: Target) -> httpx.Request:
+        model = target.model.removeprefix("models/")
+        body = gemini_body(normalize_openai(request.body, target), model)
+        resource = f"{self._root}/models/{quote(model, safe='')}"
+        if request.stream:
+            url = httpx.URL(f"{resource}:streamGenerateContent", params={"alt": "sse"})
+        else:
+            url = httpx.URL(f"{resource}:generateContent")
+        return httpx.Request(
+            "POST",
+            url,
+            headers=self._sse_headers if request.stream else self._json_headers,
+            content=orjson.dumps(body),
+            extensions={"timeout": self._timeouts},
+        )
+
+    def parse_response(self, response: httpx.Response, body: bytes, request: ChatRequest, target: Target) -> Completion:
+        data = self._decode(body)
+        if error_payload(data) is not None:
+            raise gemini_error(self._name, data, status=None)
+        if isinstance(data, list) and len(data) == 1:
+            data = data[0]
+        if not isinstance(data, dict):
+            raise self._invalid("a response that is not a GenerateContentResponse")
+        return Completion(data=completion_from(data, target.model, self._name))
+
+    async def parse_stream(
+        self, response: httpx.Response, request: ChatRequest, target: Target
+    ) -> AsyncIterator[Chunk]:
+        decoder = SSEDecoder()
+        stream = GeminiStream(self._name, target.model, request.include_usage)
+        unframed = bytearray()  # the body so far, while it has produced no event
+        framed = False
+        async for raw in response.aiter_bytes():
+            events = decoder.feed(raw)
+            framed = framed or bool(events)
+            if not framed and len(unframed) < _MAX_UNFRAMED:
+                unframed += raw
+            for event in events:
+                for chunk in self._event_chunks(stream, event.data):
+                    yield chunk
+        for event in decoder.close():
+            framed = True
+            for chunk in self._event_chunks(stream, event.data):
+                yield chunk
+        if not framed and unframed.strip():
+            # Gemini can answer a stream request with a bare JSON error, even under a 200.
+            payload = self._decode(bytes(unframed))
+            if error_payload(payload) is not None:
+                raise gemini_error(self._name, payload, status=None)
+        for chunk in stream.end():
+            yield chunk
+
+    def _event_chunks(self, stream: GeminiStream, data: bytes) -> list[Chunk]:
+        payload = self._decode(data)
+        if error_payload(payload) is not None:
+            raise gemini_error(self._name, payload, status=None)
+        if isinstance(payload, list) and len(payload) == 1:
+            payload = payload[0]
+        return stream.feed(payload) if isinstance(payload, dict) else []
+
+    def _decode(self, data: bytes) -> Any:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise self._invalid("a body that is not JSON") from exc
+
+    def _invalid(self, what: str) -> UpstreamError:
+        return UpstreamError(
+            f"Provider '{self._name}' sent {what}.",
+            provider=self._name,
+            action=Action.RETRY,
+            code="invalid_upstream_response",
+        )
+
+    def error_from_response(self, response: httpx.Response, body: bytes) -> UpstreamError:
+        return error_from_body(self._name, body, response.status_code, response.headers)
+
+    def error_from_exception(self, exc: Exception) -> UpstreamError:
+        return error_from_transport(self._name, exc)
+
+
+def register(registry: Any) -> None:
+    registry.register("gemini", GeminiProvider)
