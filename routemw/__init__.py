@@ -21,7 +21,7 @@ from .errors import (
 )
 from .middleware import AuthMiddleware, FallbackMiddleware, ResolveMiddleware
 from .pipeline import Call, Handler, Middleware, compose
-from .providers.base import Provider, Target
+from .providers.base import Provider, StreamTranslator, Target
 from .providers.echo import EchoStep, EchoUpstream
 from .providers.openai import OpenAIProvider
 from .providers.registry import ProviderRegistry
@@ -65,6 +65,7 @@ __all__ = [
     "ResolveMiddleware",
     "RouteMWError",
     "Stream",
+    "StreamTranslator",
     "Target",
     "UpstreamError",
     "UpstreamTimeoutError",

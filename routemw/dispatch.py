@@ -16,13 +16,18 @@ import anyio
 import httpx
 
 from .errors import Attempt, UpstreamError, UpstreamTimeoutError
-from .http.upstream import read_body, upstream_request_id
+from .http.upstream import body_pieces, read_body, upstream_request_id
 from .pipeline import Call
-from .providers.base import Provider, Target
+from .providers.base import Provider, StreamTranslator, Target
 from .reply import Chunk, Reply, Stream
 
 __all__ = ["Dispatcher", "is_meaningful"]
 
+_TIMEOUT_TEXT: Final = {
+    "provider": "did not answer within its timeout of",
+    "deadline": "did not answer before the request's deadline, in",
+    "first_token": "sent no content within the first-token timeout of",
+}
 # An error body larger than this is cut: it is only read to classify and report the error.
 _MAX_ERROR_BODY: Final = 256 * 1024
 
@@ -65,11 +70,17 @@ class Dispatcher:
         request = provider.build_request(call.request, target)
         transport = provider.transport or self._transport()
         response: httpx.Response | None = None
-        chunks: AsyncGenerator[Chunk, None] | None = None
+        batches: AsyncGenerator[list[Chunk], None] | None = None
         done = False  # the upstream response is closed, or handed over to a Stream that owns it
         # One scope bounds the attempt by the provider's timeout and the request's deadline alike
         # (a bare CancelScope costs half of `fail_after`, and this runs for every attempt).
-        budget = min(provider.timeout, call.deadline - time.monotonic())
+        # For a stream the attempt ends at its first meaningful event, so a first-token timeout
+        # bounds all of it: connecting, the status line and the wait for content alike.
+        limits = {"provider": provider.timeout, "deadline": call.deadline - time.monotonic()}
+        if call.request.stream and self.first_token_timeout is not None:
+            limits["first_token"] = self.first_token_timeout
+        binding = min(limits, key=limits.__getitem__)
+        budget = limits[binding]
         scope = anyio.CancelScope(deadline=anyio.current_time() + budget)
         try:
             with scope:
@@ -78,10 +89,11 @@ class Dispatcher:
                     if not 200 <= response.status_code < 300:
                         raise provider.error_from_response(response, await _read_bounded(response))
                     if call.request.stream:
-                        chunks = _guarded(provider.parse_stream(response, call.request, target), provider)
-                        head = await self._read_head(chunks, provider.name)
+                        translator = provider.stream_translator(call.request, target)
+                        batches = _batches(response, translator, provider)
+                        head = await _read_head(batches)
                         done = True
-                        return Stream(head, chunks, aclose=response.aclose, headers=_upstream_headers(response))
+                        return Stream(head, batches, aclose=response.aclose, headers=_upstream_headers(response))
                     body = await read_body(response)
                     await response.aclose()
                     done = True
@@ -91,47 +103,42 @@ class Dispatcher:
                 except httpx.TransportError as exc:
                     raise provider.error_from_exception(exc) from exc
             raise UpstreamTimeoutError(
-                f"Provider '{provider.name}' did not answer within {budget:.3g}s"
-                + (" (the request's deadline)" if budget < provider.timeout else "."),
-                provider=provider.name,
+                f"Provider '{provider.name}' {_TIMEOUT_TEXT[binding]} {budget:.3g}s.", provider=provider.name
             )
         finally:
             # Whatever ended the attempt early (an error, a timeout, the client going away), the
             # upstream connection is released now, not at garbage collection.
             if not done:
                 with anyio.CancelScope(shield=True):
-                    if chunks is not None:
-                        await chunks.aclose()
+                    if batches is not None:
+                        await batches.aclose()
                     if response is not None:
                         await response.aclose()
 
-    async def _read_head(self, chunks: AsyncIterator[Chunk], provider: str) -> list[Chunk]:
-        """Chunks up to and including the first meaningful one, within the first-token timeout."""
-        if self.first_token_timeout is None:
-            return await _read_head(chunks)
-        with anyio.move_on_after(self.first_token_timeout):
-            return await _read_head(chunks)
-        raise UpstreamTimeoutError(
-            f"Provider '{provider}' sent no content within {self.first_token_timeout:g}s.", provider=provider
-        )
 
-
-async def _guarded(chunks: AsyncIterator[Chunk], provider: Provider) -> AsyncGenerator[Chunk, None]:
-    """The adapter's chunks, with a connection lost mid-stream classified like any other."""
+async def _batches(
+    response: httpx.Response, translator: StreamTranslator, provider: Provider
+) -> AsyncGenerator[list[Chunk], None]:
+    """One list of chunks per upstream read; a connection lost mid-stream is classified too."""
     try:
-        async for chunk in chunks:
-            yield chunk
+        async for piece in body_pieces(response):
+            batch = translator.feed(piece)
+            if batch:
+                yield batch
+            if translator.done:
+                break
+        tail = translator.close()
+        if tail:
+            yield tail
     except httpx.TransportError as exc:
         raise provider.error_from_exception(exc) from exc
-    finally:
-        await chunks.aclose()  # type: ignore[attr-defined]
 
 
-async def _read_head(chunks: AsyncIterator[Chunk]) -> list[Chunk]:
+async def _read_head(batches: AsyncIterator[list[Chunk]]) -> list[Chunk]:
     head: list[Chunk] = []
-    async for chunk in chunks:
-        head.append(chunk)
-        if is_meaningful(chunk.data):
+    async for batch in batches:
+        head += batch
+        if any(is_meaningful(chunk.data) for chunk in batch):
             break
     return head
 

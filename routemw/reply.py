@@ -50,43 +50,50 @@ class Stream:
     """A chunk stream whose first meaningful chunk has already arrived.
 
     Returning a `Stream` from the pipeline is the promise that the upstream answered: the
-    gateway commits (sends `http.response.start`) as soon as it gets one. Chunks that came
-    before the first meaningful one (a bare role chunk, say) are replayed from `head`.
-    Iteration raises a `RouteMWError` if the upstream fails later; the gateway turns that into
-    an in-band error event. `aclose()` releases the upstream connection and is idempotent.
+    gateway commits (sends `http.response.start`) as soon as it gets one. Chunks travel in
+    batches, one per upstream read, so the gateway can write a burst in one go; iterating the
+    stream itself gives the chunks one by one. The first batch (`head`) holds everything up to
+    and including the first meaningful chunk. Iteration raises a `RouteMWError` if the upstream
+    fails later; the gateway turns that into an in-band error event. `aclose()` releases the
+    upstream connection and is idempotent.
     """
 
-    __slots__ = ("_aclose", "_closed", "_head", "_rest", "headers")
+    __slots__ = ("_aclose", "_batches", "_closed", "_head", "headers")
 
     def __init__(
         self,
         head: Iterable[Chunk],
-        rest: AsyncIterator[Chunk],
+        batches: AsyncIterator[list[Chunk]],
         *,
         aclose: Callable[[], Awaitable[None]] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         self._head = list(head)
-        self._rest = rest
+        self._batches = batches
         self._aclose = aclose
         self._closed = False
         self.headers: dict[str, str] = headers if headers is not None else {}
 
+    async def batches(self) -> AsyncIterator[list[Chunk]]:
+        """The chunks as they arrived together: the head first, then one list per upstream read."""
+        if self._head:
+            head, self._head = self._head, []
+            yield head
+        async for batch in self._batches:
+            if batch:
+                yield batch
+
     async def __aiter__(self) -> AsyncIterator[Chunk]:
-        for chunk in self._head:
-            yield chunk
-        self._head.clear()
-        async for chunk in self._rest:
-            yield chunk
+        async for batch in self.batches():
+            for chunk in batch:
+                yield chunk
 
     def map(self, transform: Callable[[Chunk], Chunk | None]) -> Stream:
         """A stream of `transform(chunk)` for each chunk, skipping `None`; for middleware."""
 
-        async def mapped() -> AsyncIterator[Chunk]:
-            async for chunk in self._rest:
-                out = transform(chunk)
-                if out is not None:
-                    yield out
+        async def mapped() -> AsyncIterator[list[Chunk]]:
+            async for batch in self._batches:
+                yield [out for out in map(transform, batch) if out is not None]
 
         head = [out for out in map(transform, self._head) if out is not None]
         return Stream(head, mapped(), aclose=self.aclose, headers=self.headers)
@@ -95,7 +102,7 @@ class Stream:
         if self._closed:
             return
         self._closed = True
-        aclose = getattr(self._rest, "aclose", None)
+        aclose = getattr(self._batches, "aclose", None)
         try:
             if aclose is not None:
                 await aclose()

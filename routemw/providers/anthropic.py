@@ -30,7 +30,7 @@ families and the non-streaming answer. Decisions taken here:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final
@@ -42,14 +42,15 @@ from ..capabilities import Capability, Profile
 from ..chat import ChatRequest
 from ..config import ProviderConfig
 from ..errors import Action, ConfigError, UpstreamError
-from ..http.sse import SSEDecoder
+from ..http.sse import ServerSentEvent
 from ..reply import Chunk, Completion
 from .anthropic_errors import anthropic_error
 from .anthropic_request import JSON_TOOL, anthropic_body, effective_body, uses_json_tool
 from .anthropic_stream import AnthropicStream, finish_reason, openai_usage
-from .base import Target
+from .base import StreamTranslator, Target
 from .chunks import completion
 from .classify import error_from_transport
+from .sse_translator import SSETranslator
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_VERSION", "AnthropicProvider", "ClaudeFamily", "claude_family", "register"]
 
@@ -215,29 +216,33 @@ class AnthropicProvider:
         json_tool = JSON_TOOL if uses_json_tool(effective_body(request, target)) else None
         return Completion(data=_completion(data, target.model, json_tool))
 
-    async def parse_stream(
-        self, response: httpx.Response, request: ChatRequest, target: Target
-    ) -> AsyncIterator[Chunk]:
+    def stream_translator(self, request: ChatRequest, target: Target) -> StreamTranslator:
         json_tool = JSON_TOOL if uses_json_tool(effective_body(request, target)) else None
-        machine = AnthropicStream(self._name, target.model, include_usage=request.include_usage, json_tool=json_tool)
-        decoder = SSEDecoder()
-        async for raw in response.aiter_bytes():
-            for event in decoder.feed(raw):
-                for chunk in machine.feed(event):
-                    yield chunk
-            if machine.done:
-                return
-        for event in decoder.close():
-            for chunk in machine.feed(event):
-                yield chunk
-        for chunk in machine.close():
-            yield chunk
+        return _Translator(
+            AnthropicStream(self._name, target.model, include_usage=request.include_usage, json_tool=json_tool)
+        )
 
     def error_from_response(self, response: httpx.Response, body: bytes) -> UpstreamError:
         return anthropic_error(self._name, body, status=response.status_code, headers=response.headers)
 
     def error_from_exception(self, exc: Exception) -> UpstreamError:
         return error_from_transport(self._name, exc)
+
+
+class _Translator(SSETranslator):
+    """SSE framing in front of the event state machine in `anthropic_stream`."""
+
+    def __init__(self, machine: AnthropicStream) -> None:
+        super().__init__()
+        self._machine = machine
+
+    def event(self, event: ServerSentEvent) -> list[Chunk]:
+        chunks = self._machine.feed(event)
+        self.finished = self._machine.done
+        return chunks
+
+    def end(self) -> list[Chunk]:
+        return self._machine.close()
 
 
 def _completion(data: dict[str, Any], model: str, json_tool: str | None) -> dict[str, Any]:

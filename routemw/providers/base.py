@@ -20,7 +20,27 @@ from ..chat import ChatRequest
 from ..errors import UpstreamError
 from ..reply import Chunk, Completion
 
-__all__ = ["Provider", "Target"]
+__all__ = ["Provider", "StreamTranslator", "Target", "parse_stream"]
+
+
+class StreamTranslator(Protocol):
+    """Turns one upstream stream's bytes into OpenAI chunks; a pure state machine, no I/O.
+
+    The dispatcher owns the reading: it feeds each piece as it arrives and sends everything a
+    piece produced to the client together, so a burst that arrives in one read leaves in one
+    write. The chunks have OpenAI's shape (role first, content and tool-call deltas, one finish
+    chunk, and a usage chunk with `choices: []` last, only when the request asked for usage).
+    """
+
+    @property
+    def done(self) -> bool:
+        """The upstream said it is finished; nothing read after this matters."""
+
+    def feed(self, data: bytes) -> list[Chunk]:
+        """Chunks completed by `data`; raises `UpstreamError` for an in-band upstream error."""
+
+    def close(self) -> list[Chunk]:
+        """End of input: the last chunks, or `UpstreamError` if the stream ended unfinished."""
 
 
 @runtime_checkable
@@ -52,21 +72,28 @@ class Provider(Protocol):
     def parse_response(self, response: httpx.Response, body: bytes, request: ChatRequest, target: Target) -> Completion:
         """A successful upstream answer as an OpenAI `chat.completion`."""
 
-    def parse_stream(self, response: httpx.Response, request: ChatRequest, target: Target) -> AsyncIterator[Chunk]:
-        """A successful upstream stream as OpenAI chunks.
-
-        A usage chunk (`choices: []`) comes last, and only when the request asked for it
-        (`stream_options.include_usage`), as OpenAI does.
-
-        Raises `UpstreamError` for an in-band upstream error or a stream that ends before it
-        finished. Contains no task groups or cancel scopes, so it can be driven from any task.
-        """
+    def stream_translator(self, request: ChatRequest, target: Target) -> StreamTranslator:
+        """A fresh translator for one successful upstream stream (see `StreamTranslator`)."""
 
     def error_from_response(self, response: httpx.Response, body: bytes) -> UpstreamError:
         """An upstream error status, classified."""
 
     def error_from_exception(self, exc: Exception) -> UpstreamError:
         """A transport failure (connect, read, protocol), classified."""
+
+
+async def parse_stream(
+    provider: Provider, response: httpx.Response, request: ChatRequest, target: Target
+) -> AsyncIterator[Chunk]:
+    """Every chunk of `response` through `provider`'s translator, one by one (tools and tests)."""
+    translator = provider.stream_translator(request, target)
+    async for piece in response.aiter_bytes():
+        for chunk in translator.feed(piece):
+            yield chunk
+        if translator.done:
+            break
+    for chunk in translator.close():
+        yield chunk
 
 
 @dataclass(frozen=True, slots=True, eq=False)

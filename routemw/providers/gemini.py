@@ -22,7 +22,6 @@ tuned models) get the same translation flags and no limits, and may need config 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import quote
@@ -34,14 +33,15 @@ from ..capabilities import Capability, Profile
 from ..chat import ChatRequest
 from ..config import ProviderConfig
 from ..errors import Action, UpstreamError
-from ..http.sse import SSEDecoder
+from ..http.sse import ServerSentEvent
 from ..reply import Chunk, Completion
-from .base import Target
+from .base import StreamTranslator, Target
 from .classify import error_from_transport
 from .gemini_errors import error_from_body, error_payload, gemini_error
 from .gemini_request import gemini_body
 from .gemini_response import GeminiStream, completion_from
 from .normalize import normalize_openai
+from .sse_translator import SSETranslator
 
 __all__ = ["DEFAULT_BASE_URL", "GeminiProvider", "gemini_profile", "register"]
 
@@ -168,32 +168,8 @@ class GeminiProvider:
             raise self._invalid("a response that is not a GenerateContentResponse")
         return Completion(data=completion_from(data, target.model, self._name))
 
-    async def parse_stream(
-        self, response: httpx.Response, request: ChatRequest, target: Target
-    ) -> AsyncIterator[Chunk]:
-        decoder = SSEDecoder()
-        stream = GeminiStream(self._name, target.model, request.include_usage)
-        unframed = bytearray()  # the body so far, while it has produced no event
-        framed = False
-        async for raw in response.aiter_bytes():
-            events = decoder.feed(raw)
-            framed = framed or bool(events)
-            if not framed and len(unframed) < _MAX_UNFRAMED:
-                unframed += raw
-            for event in events:
-                for chunk in self._event_chunks(stream, event.data):
-                    yield chunk
-        for event in decoder.close():
-            framed = True
-            for chunk in self._event_chunks(stream, event.data):
-                yield chunk
-        if not framed and unframed.strip():
-            # Gemini can answer a stream request with a bare JSON error, even under a 200.
-            payload = self._decode(bytes(unframed))
-            if error_payload(payload) is not None:
-                raise gemini_error(self._name, payload, status=None)
-        for chunk in stream.end():
-            yield chunk
+    def stream_translator(self, request: ChatRequest, target: Target) -> StreamTranslator:
+        return _Translator(self, GeminiStream(self._name, target.model, request.include_usage))
 
     def _event_chunks(self, stream: GeminiStream, data: bytes) -> list[Chunk]:
         payload = self._decode(data)
@@ -222,6 +198,34 @@ class GeminiProvider:
 
     def error_from_exception(self, exc: Exception) -> UpstreamError:
         return error_from_transport(self._name, exc)
+
+
+class _Translator(SSETranslator):
+    """SSE framing (CRLF) in front of `GeminiStream`, and the unframed-error case."""
+
+    def __init__(self, provider: GeminiProvider, stream: GeminiStream) -> None:
+        super().__init__()
+        self._provider = provider
+        self._stream = stream
+        self._unframed = bytearray()  # the body so far, while it has produced no event
+        self._framed = False
+
+    def feed(self, data: bytes) -> list[Chunk]:
+        if not self._framed and len(self._unframed) < _MAX_UNFRAMED:
+            self._unframed += data
+        return super().feed(data)
+
+    def event(self, event: ServerSentEvent) -> list[Chunk]:
+        self._framed = True
+        return self._provider._event_chunks(self._stream, event.data)
+
+    def end(self) -> list[Chunk]:
+        if not self._framed and self._unframed.strip():
+            # Gemini can answer a stream request with a bare JSON error, even under a 200.
+            payload = self._provider._decode(bytes(self._unframed))
+            if error_payload(payload) is not None:
+                raise gemini_error(self._provider.name, payload, status=None)
+        return self._stream.end()
 
 
 def register(registry: Any) -> None:

@@ -13,7 +13,7 @@ them unless something changed.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 import httpx
@@ -23,15 +23,15 @@ from ..capabilities import Profile
 from ..chat import ChatRequest
 from ..config import ProviderConfig
 from ..errors import Action, UpstreamError
-from ..http.sse import SSEDecoder
-from ..http.upstream import body_pieces
+from ..http.sse import ServerSentEvent
 from ..reply import Chunk, Completion
-from .base import Target
+from .base import StreamTranslator, Target
 from .classify import action_for_status, error_from_transport, retry_after_seconds
 from .normalize import normalize_openai
 from .openai_profiles import official_profile
+from .sse_translator import SSETranslator
 
-__all__ = ["OpenAIProvider", "register"]
+__all__ = ["OpenAIProvider", "OpenAIStream", "register"]
 
 DEFAULT_BASE_URL: Final = "https://api.openai.com/v1"
 _DONE: Final = b"[DONE]"
@@ -127,39 +127,8 @@ class OpenAIProvider:
             )
         return Completion(data=data, raw=body)
 
-    async def parse_stream(
-        self, response: httpx.Response, request: ChatRequest, target: Target
-    ) -> AsyncIterator[Chunk]:
-        decoder = SSEDecoder()
-        finished = done = False
-        async for raw in body_pieces(response):
-            for event in decoder.feed(raw):
-                if event.data == _DONE:
-                    done = True
-                    break
-                chunk = self._chunk(event.data)
-                if chunk is not None:
-                    finished = finished or _has_finish(chunk.data)
-                    yield chunk
-            if done:
-                break
-        else:
-            for event in decoder.close():
-                if event.data == _DONE:
-                    break
-                chunk = self._chunk(event.data)
-                if chunk is not None:
-                    finished = finished or _has_finish(chunk.data)
-                    yield chunk
-        # `[DONE]` alone is not a finish: a stream must say how it ended (a finish_reason), or it
-        # is reported as cut short rather than passed off as complete.
-        if not finished:
-            raise UpstreamError(
-                f"Provider '{self._name}' ended the stream before it finished.",
-                provider=self._name,
-                action=Action.RETRY,
-                code="upstream_stream_truncated",
-            )
+    def stream_translator(self, request: ChatRequest, target: Target) -> StreamTranslator:
+        return OpenAIStream(self)
 
     def _chunk(self, data: bytes) -> Chunk | None:
         try:
@@ -217,6 +186,38 @@ class OpenAIProvider:
             retry_after=retry_after_seconds(headers) if headers is not None else None,
             upstream_request_id=headers.get("x-request-id") if headers is not None else None,
         )
+
+
+class OpenAIStream(SSETranslator):
+    """An OpenAI-format stream: events pass through as they came, bytes and all."""
+
+    def __init__(self, provider: OpenAIProvider) -> None:
+        super().__init__()
+        self._provider = provider
+        self._saw_finish = False
+
+    def event(self, event: ServerSentEvent) -> list[Chunk]:
+        if event.data == _DONE:
+            self.finished = True
+            return []
+        chunk = self._provider._chunk(event.data)
+        if chunk is None:
+            return []
+        self._saw_finish = self._saw_finish or _has_finish(chunk.data)
+        return [chunk]
+
+    def end(self) -> list[Chunk]:
+        # `[DONE]` alone is not a finish: a stream must say how it ended (a finish_reason), or it
+        # is reported as cut short rather than passed off as complete.
+        if not self._saw_finish:
+            name = self._provider.name
+            raise UpstreamError(
+                f"Provider '{name}' ended the stream before it finished.",
+                provider=name,
+                action=Action.RETRY,
+                code="upstream_stream_truncated",
+            )
+        return []
 
 
 def _error_fields(payload: Any) -> dict[str, Any]:

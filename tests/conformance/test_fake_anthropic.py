@@ -26,7 +26,7 @@ from routemw.errors import Action, UpstreamError
 from routemw.http.sse import ServerSentEvent, SSEDecoder
 from routemw.providers.anthropic import AnthropicProvider
 from routemw.providers.anthropic_request import JSON_TOOL
-from routemw.providers.base import Target
+from routemw.providers.base import Target, parse_stream
 
 KEY = "sk-ant-fake-0001"
 HEADERS = {"x-api-key": KEY, "anthropic-version": "2023-06-01", "content-type": "application/json"}
@@ -423,7 +423,7 @@ async def test_the_adapter_reassembles_a_fragmented_stream_from_the_fake() -> No
     provider, target, request = adapter_setup({"messages": [{"role": "user", "content": "hi"}], "stream": True})
     response = fake(provider.build_request(request, target))
     state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()
-    async for chunk in provider.parse_stream(response, request, target):
+    async for chunk in parse_stream(provider, response, request, target):
         state.handle_chunk(ChatCompletionChunk.model_validate(chunk.data))
     message = state.get_final_completion().choices[0].message
     assert message.content == "Checking."
@@ -437,7 +437,7 @@ async def test_the_adapter_raises_a_retryable_error_for_the_fakes_mid_stream_fai
     provider, target, request = adapter_setup({"messages": [{"role": "user", "content": "hi"}], "stream": True})
     response = fake(provider.build_request(request, target))
     with pytest.raises(UpstreamError) as info:
-        async for _ in provider.parse_stream(response, request, target):
+        async for _ in parse_stream(provider, response, request, target):
             pass
     assert info.value.action is Action.RETRY and info.value.status_code == 502
 

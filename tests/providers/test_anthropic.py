@@ -25,7 +25,7 @@ from routemw.errors import Action, ConfigError, InvalidRequestError, UpstreamErr
 from routemw.middleware.capabilities import Refusal, assess
 from routemw.providers.anthropic import AnthropicProvider, claude_family
 from routemw.providers.anthropic_request import JSON_OBJECT_SCHEMA, JSON_TOOL, tool_id
-from routemw.providers.base import Target
+from routemw.providers.base import Target, parse_stream
 from routemw.providers.registry import ProviderRegistry
 from routemw.reply import Chunk
 
@@ -810,7 +810,7 @@ def stream_response(body: bytes, sizes: Sequence[int] | None = None) -> httpx.Re
 async def collect(body: bytes, sizes: Sequence[int] | None = None, **request: Any) -> list[Chunk]:
     provider = make_provider()
     chat = make_request(**{**STREAM_REQUEST, **request})
-    return [c async for c in provider.parse_stream(stream_response(body, sizes), chat, make_target(provider))]
+    return [c async for c in parse_stream(provider, stream_response(body, sizes), chat, make_target(provider))]
 
 
 async def collect_until_error(body: bytes, **request: Any) -> tuple[list[Chunk], UpstreamError]:
@@ -818,7 +818,7 @@ async def collect_until_error(body: bytes, **request: Any) -> tuple[list[Chunk],
     chat = make_request(**{**STREAM_REQUEST, **request})
     chunks: list[Chunk] = []
     with pytest.raises(UpstreamError) as info:
-        async for chunk in provider.parse_stream(stream_response(body), chat, make_target(provider)):
+        async for chunk in parse_stream(provider, stream_response(body), chat, make_target(provider)):
             chunks.append(chunk)
     return chunks, info.value
 

@@ -13,7 +13,7 @@ from routemw.chat import parse_chat_request
 from routemw.config import ProviderConfig
 from routemw.errors import Action, ConfigError
 from routemw.providers.azure import AzureProvider
-from routemw.providers.base import Target
+from routemw.providers.base import Target, parse_stream
 
 RECORDINGS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "recordings" / "azure"
 
@@ -71,7 +71,7 @@ async def test_recorded_stream_drops_preamble_and_annotation_chunks() -> None:
     response = httpx.Response(200, content=raw, headers={"content-type": "text/event-stream"})
     request = parse_chat_request(b'{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}')
     target = Target(provider=provider, model="d", public_model="m")
-    chunks = [c.data async for c in provider.parse_stream(response, request, target)]
+    chunks = [c.data async for c in parse_stream(provider, response, request, target)]
     assert chunks, "the recording has content"
     assert all(c["id"] for c in chunks), "no preamble or annotation-only chunk is forwarded"
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
@@ -87,7 +87,7 @@ async def test_recorded_preamble_stream_keeps_usage_and_content() -> None:
     request = parse_chat_request(b'{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}')
     chunks = [
         c.data
-        async for c in provider.parse_stream(response, request, Target(provider=provider, model="d", public_model="m"))
+        async for c in parse_stream(provider, response, request, Target(provider=provider, model="d", public_model="m"))
     ]
     assert not any(c.get("prompt_filter_results") is not None and not c["choices"] for c in chunks)
     assert chunks[-1]["usage"]["completion_tokens_details"]["reasoning_tokens"] == 64

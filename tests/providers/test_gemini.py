@@ -25,6 +25,7 @@ from routemw.chat import ChatRequest, parse_chat_request
 from routemw.config.default import default_document
 from routemw.errors import InvalidRequestError
 from routemw.middleware.capabilities import Refusal, assess
+from routemw.providers.base import parse_stream
 from routemw.providers.gemini import ACCEPTED_PARAMS, GeminiProvider
 from routemw.providers.gemini_request import SKIP_SIGNATURE
 from routemw.providers.registry import ProviderRegistry
@@ -81,7 +82,7 @@ async def collect(body: bytes, *, include_usage: bool = False, pieces: Sequence[
     provider = make_provider()
     request = make_request({"messages": [USER], "stream": True, "stream_options": {"include_usage": include_usage}})
     response = stream_response(body, pieces)
-    return [chunk async for chunk in provider.parse_stream(response, request, make_target(provider=provider))]
+    return [chunk async for chunk in parse_stream(provider, response, request, make_target(provider=provider))]
 
 
 def deltas(chunks: list[Chunk]) -> list[dict[str, Any]]:

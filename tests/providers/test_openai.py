@@ -25,6 +25,7 @@ from fakes import (
 
 from routemw import Action, OpenAIProvider, ProviderConfig, Target, UpstreamError, UpstreamTimeoutError
 from routemw.chat import ChatRequest, parse_chat_request
+from routemw.providers.base import parse_stream
 from routemw.providers.classify import retry_after_seconds
 from routemw.reply import Chunk, Completion
 
@@ -55,7 +56,7 @@ STREAM_REQUEST = make_request({**CHAT, "stream": True})
 
 
 def stream_chunks(provider: OpenAIProvider, response: httpx.Response) -> AsyncIterator[Chunk]:
-    return provider.parse_stream(response, STREAM_REQUEST, make_target(provider))
+    return parse_stream(provider, response, STREAM_REQUEST, make_target(provider))
 
 
 async def collect(provider: OpenAIProvider, response: httpx.Response) -> list[Chunk]:

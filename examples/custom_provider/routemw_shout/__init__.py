@@ -3,14 +3,13 @@
 It shows the adapter contract from the outside. `ShoutProvider` reuses the OpenAI adapter for
 request building and error classification, brings its own transport (routemw's in-process
 `EchoUpstream`, so nothing goes over the network), and changes the answer on the way back in
-`parse_response` and `parse_stream`. A real adapter translates another wire format there.
+`parse_response` and its `stream_translator`. A real adapter translates another wire format there.
 
 Install with `pip install -e examples/custom_provider`, then use `type: shout` (see README.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -23,6 +22,7 @@ from routemw import (
     OpenAIProvider,
     ProviderConfig,
     ProviderRegistry,
+    StreamTranslator,
     Target,
 )
 
@@ -44,11 +44,25 @@ class ShoutProvider(OpenAIProvider):
         completion = super().parse_response(response, body, request, target)
         return completion.replace(_shout(completion.data, "message"))
 
-    async def parse_stream(
-        self, response: httpx.Response, request: ChatRequest, target: Target
-    ) -> AsyncIterator[Chunk]:
-        async for chunk in super().parse_stream(response, request, target):
-            yield chunk.replace(_shout(chunk.data, "delta"))
+    def stream_translator(self, request: ChatRequest, target: Target) -> StreamTranslator:
+        return _Shouting(super().stream_translator(request, target))
+
+
+class _Shouting:
+    """Wraps the OpenAI stream translator: the same chunks, upper-cased on the way through."""
+
+    def __init__(self, inner: StreamTranslator) -> None:
+        self._inner = inner
+
+    @property
+    def done(self) -> bool:
+        return self._inner.done
+
+    def feed(self, data: bytes) -> list[Chunk]:
+        return [chunk.replace(_shout(chunk.data, "delta")) for chunk in self._inner.feed(data)]
+
+    def close(self) -> list[Chunk]:
+        return [chunk.replace(_shout(chunk.data, "delta")) for chunk in self._inner.close()]
 
 
 def _shout(data: dict[str, Any], key: str) -> dict[str, Any]:
