@@ -23,13 +23,13 @@ import httpx
 import orjson
 
 from .accounts import Account, Authenticator, ConfigKeyStore, KeyStore, ScopeResolver
+from .cancellation import DisconnectWatch
 from .chat import parse_chat_request
 from .config import BUILTIN_PROVIDERS, GatewayConfig, ProviderConfig, default_document, load_config
 from .dispatch import Dispatcher
 from .errors import MethodNotAllowedError, NotFoundError, RouteMWError
 from .http.asgi import Receive, Scope, Send, route_path
 from .http.body import ClientDisconnected, read_body
-from .http.disconnect import cancel_on_disconnect
 from .http.responses import send_error, send_json, send_stream
 from .http.transport import default_transport
 from .middleware import (
@@ -247,7 +247,7 @@ class Gateway:
         call.response_headers["x-request-id"] = request_id
         # The disconnect watch covers the whole call, so a client that leaves while we are
         # still waiting for the upstream cancels that wait (and the upstream request) at once.
-        async with cancel_on_disconnect(receive):
+        async with DisconnectWatch(receive):
             try:
                 reply = await self._handler(call)
             except RouteMWError as exc:

@@ -15,6 +15,7 @@ from typing import Any, Final
 import anyio
 import httpx
 
+from .cancellation import Deadline
 from .errors import Attempt, UpstreamError, UpstreamTimeoutError
 from .http.upstream import body_pieces, read_body, upstream_request_id
 from .pipeline import Call
@@ -81,9 +82,9 @@ class Dispatcher:
             limits["first_token"] = self.first_token_timeout
         binding = min(limits, key=limits.__getitem__)
         budget = limits[binding]
-        scope = anyio.CancelScope(deadline=anyio.current_time() + budget)
+        deadline = Deadline(budget)
         try:
-            with scope:
+            async with deadline:
                 try:
                     response = await transport.handle_async_request(request)
                     if not 200 <= response.status_code < 300:
@@ -102,9 +103,10 @@ class Dispatcher:
                     return completion
                 except httpx.TransportError as exc:
                     raise provider.error_from_exception(exc) from exc
+        except TimeoutError as exc:
             raise UpstreamTimeoutError(
                 f"Provider '{provider.name}' {_TIMEOUT_TEXT[binding]} {budget:.3g}s.", provider=provider.name
-            )
+            ) from exc
         finally:
             # Whatever ended the attempt early (an error, a timeout, the client going away), the
             # upstream connection is released now, not at garbage collection.

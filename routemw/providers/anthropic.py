@@ -43,6 +43,7 @@ from ..chat import ChatRequest
 from ..config import ProviderConfig
 from ..errors import Action, ConfigError, UpstreamError
 from ..http.sse import ServerSentEvent
+from ..http.upstream import RequestTemplate
 from ..reply import Chunk, Completion
 from .anthropic_errors import anthropic_error
 from .anthropic_request import JSON_TOOL, anthropic_body, effective_body, uses_json_tool
@@ -149,14 +150,13 @@ class AnthropicProvider:
         headers.update({k.lower(): v for k, v in config.headers.items()})  # the operator's word wins
         if config.api_key:
             headers["x-api-key"] = config.api_key
-        self._json_headers = {**headers, "accept": "application/json"}
-        self._sse_headers = {**headers, "accept": "text/event-stream"}
-        self._timeouts = {
-            "connect": config.timeout,
-            "read": config.timeout,
-            "write": config.timeout,
-            "pool": config.timeout,
-        }
+        extensions = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), config.timeout)}
+        self._json_request = RequestTemplate(
+            self._url, httpx.Headers({**headers, "accept": "application/json"}), extensions
+        )
+        self._sse_request = RequestTemplate(
+            self._url, httpx.Headers({**headers, "accept": "text/event-stream"}), extensions
+        )
 
     @property
     def name(self) -> str:
@@ -183,13 +183,8 @@ class AnthropicProvider:
         )
 
     def build_request(self, request: ChatRequest, target: Target) -> httpx.Request:
-        return httpx.Request(
-            "POST",
-            self._url,
-            headers=self._sse_headers if request.stream else self._json_headers,
-            content=orjson.dumps(self.native_body(request, target)),
-            extensions={"timeout": self._timeouts},
-        )
+        template = self._sse_request if request.stream else self._json_request
+        return template.build(orjson.dumps(self.native_body(request, target)))
 
     def native_body(self, request: ChatRequest, target: Target) -> dict[str, Any]:
         """The Messages API body `build_request` sends."""

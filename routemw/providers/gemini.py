@@ -34,6 +34,7 @@ from ..chat import ChatRequest
 from ..config import ProviderConfig
 from ..errors import Action, UpstreamError
 from ..http.sse import ServerSentEvent
+from ..http.upstream import RequestTemplate
 from ..reply import Chunk, Completion
 from .base import StreamTranslator, Target
 from .classify import error_from_transport
@@ -123,9 +124,10 @@ class GeminiProvider:
         headers = {"content-type": "application/json", **{k.lower(): v for k, v in config.headers.items()}}
         if config.api_key:
             headers["x-goog-api-key"] = config.api_key
-        self._json_headers = {**headers, "accept": "application/json"}
-        self._sse_headers = {**headers, "accept": "text/event-stream"}
-        self._timeouts = dict.fromkeys(("connect", "read", "write", "pool"), config.timeout)
+        self._json_headers = httpx.Headers({**headers, "accept": "application/json"})
+        self._sse_headers = httpx.Headers({**headers, "accept": "text/event-stream"})
+        self._extensions = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), config.timeout)}
+        self._templates: dict[tuple[str, bool], RequestTemplate] = {}
 
     @property
     def name(self) -> str:
@@ -145,18 +147,18 @@ class GeminiProvider:
     def build_request(self, request: ChatRequest, target: Target) -> httpx.Request:
         model = target.model.removeprefix("models/")
         body = gemini_body(normalize_openai(request.body, target), model)
-        resource = f"{self._root}/models/{quote(model, safe='')}"
-        if request.stream:
-            url = httpx.URL(f"{resource}:streamGenerateContent", params={"alt": "sse"})
-        else:
-            url = httpx.URL(f"{resource}:generateContent")
-        return httpx.Request(
-            "POST",
-            url,
-            headers=self._sse_headers if request.stream else self._json_headers,
-            content=orjson.dumps(body),
-            extensions={"timeout": self._timeouts},
-        )
+        template = self._templates.get((model, request.stream))
+        if template is None:
+            resource = f"{self._root}/models/{quote(model, safe='')}"
+            if request.stream:
+                url = httpx.URL(f"{resource}:streamGenerateContent", params={"alt": "sse"})
+                template = RequestTemplate(url, self._sse_headers, self._extensions)
+            else:
+                template = RequestTemplate(
+                    httpx.URL(f"{resource}:generateContent"), self._json_headers, self._extensions
+                )
+            self._templates[(model, request.stream)] = template
+        return template.build(orjson.dumps(body))
 
     def parse_response(self, response: httpx.Response, body: bytes, request: ChatRequest, target: Target) -> Completion:
         data = self._decode(body)

@@ -24,6 +24,7 @@ from ..chat import ChatRequest
 from ..config import ProviderConfig
 from ..errors import Action, UpstreamError
 from ..http.sse import ServerSentEvent
+from ..http.upstream import RequestTemplate
 from ..reply import Chunk, Completion
 from .base import StreamTranslator, Target
 from .classify import action_for_status, error_from_transport, retry_after_seconds
@@ -56,15 +57,12 @@ class OpenAIProvider:
             **self.auth_headers(config),
             **{k.lower(): v for k, v in config.headers.items()},
         }
-        # Built once: httpx copies a Headers object far faster than it normalises a dict.
         self._json_headers = httpx.Headers({**headers, "accept": "application/json"})
         self._sse_headers = httpx.Headers({**headers, "accept": "text/event-stream"})
-        self._read_timeout = {
-            "connect": config.timeout,
-            "read": config.timeout,
-            "write": config.timeout,
-            "pool": config.timeout,
+        self._extensions: dict[str, Any] = {
+            "timeout": dict.fromkeys(("connect", "read", "write", "pool"), config.timeout)
         }
+        self._templates: dict[tuple[httpx.URL, bool], RequestTemplate] = {}
 
     def auth_headers(self, config: ProviderConfig) -> dict[str, str]:
         """Credentials and account headers; subclasses for other auth schemes override this."""
@@ -96,13 +94,13 @@ class OpenAIProvider:
         return official_profile(model) if self._official else Profile()
 
     def build_request(self, request: ChatRequest, target: Target) -> httpx.Request:
-        return httpx.Request(
-            "POST",
-            self.url_for(target),
-            headers=self._sse_headers if request.stream else self._json_headers,
-            content=self.encode_body(request, target),
-            extensions={"timeout": self._read_timeout},
-        )
+        url = self.url_for(target)
+        stream = request.stream
+        template = self._templates.get((url, stream))
+        if template is None:
+            headers = self._sse_headers if stream else self._json_headers
+            template = self._templates[(url, stream)] = RequestTemplate(url, headers, self._extensions)
+        return template.build(self.encode_body(request, target))
 
     def encode_body(self, request: ChatRequest, target: Target) -> bytes:
         body = normalize_openai(request.body, target)
