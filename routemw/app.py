@@ -8,6 +8,7 @@ host's lifespan with `async with gateway:` or `Starlette(lifespan=gateway.lifesp
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -126,6 +127,11 @@ class Gateway:
         self._owns_transport = transport is None
         self._secrets = tuple(sorted(config.secrets(), key=len, reverse=True))
         self._created = int(time.time())
+        # Request ids: a random prefix per gateway and a counter. Unique and cheap; they are
+        # labels for logs and support, not secrets, so nothing is lost by their being sequential.
+        prefix = f"req_{uuid.uuid4().hex[:12]}"
+        counter = itertools.count(1)
+        self._next_request_id: Callable[[], str] = lambda: f"{prefix}{next(counter):012x}"
 
     @classmethod
     def from_config(
@@ -217,7 +223,7 @@ class Gateway:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
         inbound_id = headers.get("x-request-id")
-        request_id = inbound_id if inbound_id and _REQUEST_ID.fullmatch(inbound_id) else f"req_{uuid.uuid4().hex}"
+        request_id = inbound_id if inbound_id and _REQUEST_ID.fullmatch(inbound_id) else self._next_request_id()
         response_headers = {"x-request-id": request_id}
         path = route_path(scope)
         method = scope["method"]

@@ -45,7 +45,7 @@ BACKUP_URL = "https://backup.test/v1"
 SECRETS = (API_KEY, BACKUP_KEY)
 CHAT: dict[str, Any] = {"model": "gpt-4o", "messages": [{"role": "user", "content": "What's the weather like in SF?"}]}
 STREAM_CHAT: dict[str, Any] = {**CHAT, "stream": True}
-GENERATED_ID = re.compile(r"req_[0-9a-f]{32}")
+GENERATED_ID = re.compile(r"req_[0-9a-f]{24}")  # a per-gateway random prefix and a counter
 ENVELOPE_KEYS = ["message", "type", "param", "code"]
 
 
@@ -1217,3 +1217,14 @@ async def test_the_fake_upstream_answers_with_recordings_by_default(upstream: Fa
     assert streamed.headers["content-type"].startswith("text/event-stream")
     assert [r.body for r in upstream.requests] == [CHAT, STREAM_CHAT]
     assert upstream.streams[0].closed and len(upstream.streams[0].sent) > 100  # many awkward pieces
+
+
+async def test_generated_request_ids_are_unique_per_gateway_and_across_gateways() -> None:
+    first, second = Gateway.from_config({}, environ={}), Gateway.from_config({}, environ={})
+    ids = []
+    for gateway in (first, first, second):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gw") as client:
+            ids.append((await client.get("/v1/models")).headers["x-request-id"])
+    assert all(GENERATED_ID.fullmatch(i) for i in ids)
+    assert len(set(ids)) == 3
+    assert ids[0][:16] == ids[1][:16] != ids[2][:16]  # one random prefix per gateway
