@@ -45,6 +45,36 @@ class Call:
     started: float = field(default_factory=time.monotonic)
     deadline: float = math.inf  # monotonic time by which an upstream must have answered
 
+    def trace(self) -> dict[str, Any]:
+        """What routing decided and why, as plain data for a log line or an exporter.
+
+        `overhead_ms` is the time so far not spent waiting on upstream attempts: the gateway's
+        own work, plus any retry sleeps. Taken after the reply, it covers the whole request
+        up to the commit point of a stream.
+        """
+        elapsed = time.monotonic() - self.started
+        upstream = sum(a.latency for a in self.attempts)
+        return {
+            "request_id": self.request_id,
+            "model": self.request.model,
+            "account": getattr(self.account, "name", None),
+            "candidates": [f"{t.provider.name}/{t.model}" for t in self.candidates],
+            "skipped": [{"target": f"{t.provider.name}/{t.model}", "reason": why} for t, why in self.skipped],
+            "attempts": [
+                {
+                    "target": f"{a.provider}/{a.model}",
+                    "status": a.status,
+                    "code": a.code,
+                    "outcome": a.action.value if a.action is not None else "answered",
+                    "latency_ms": round(a.latency * 1000, 3),
+                }
+                for a in self.attempts
+            ],
+            "dropped_params": list(self.dropped),
+            "elapsed_ms": round(elapsed * 1000, 3),
+            "overhead_ms": round((elapsed - upstream) * 1000, 3),
+        }
+
 
 class Middleware(Protocol):
     async def __call__(self, call: Call, next: Handler) -> Reply: ...

@@ -683,3 +683,44 @@ async def test_a_disconnect_during_the_fallback_attempt_stops_there(
     assert request.cancelled
     assert third.requests == []
     assert driver.messages == []
+
+
+async def test_the_trace_explains_every_decision() -> None:
+    traces: list[dict[str, object]] = []
+
+    class Trace:
+        async def __call__(self, call: Call, next: Handler) -> Reply:
+            try:
+                return await next(call)
+            finally:
+                traces.append(call.trace())
+
+    config = {
+        "providers": {"flaky": {"type": "echo", "script": [{"status": 503}, {"status": 401}]}},
+        "models": {
+            "m": {
+                "routes": [
+                    {"provider": "flaky", "model": "a", "capabilities": {"tools": False}},
+                    {"provider": "flaky", "model": "b"},
+                    {"provider": "echo", "model": "c"},
+                ]
+            }
+        },
+        "retry": {"attempts": 2},
+    }
+
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    gateway = Gateway.from_config(config, middleware=[Trace()], sleep=no_sleep)
+    tool = {"type": "function", "function": {"name": "f"}}
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": [tool]}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gw") as client:
+        response = await client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200
+    (trace,) = traces
+    assert trace["model"] == "m"
+    assert trace["skipped"] == [{"target": "flaky/a", "reason": "route flaky/a does not support tools"}]
+    outcomes = [(a["target"], a["status"], a["outcome"]) for a in trace["attempts"]]  # type: ignore[attr-defined]
+    assert outcomes == [("flaky/b", 503, "retry"), ("flaky/b", 401, "fallback"), ("echo/c", 200, "answered")]
+    assert 0 <= trace["overhead_ms"] <= trace["elapsed_ms"]  # type: ignore[operator]
