@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 import yaml
 
-from ..capabilities import LIMITS, Capability
 from ..errors import ConfigError
+from .fields import FieldReader, join, kind
+from .interpolation import interpolate
 from .schema import (
     AuthConfig,
     GatewayConfig,
@@ -32,7 +32,6 @@ from .schema import (
     RetryConfig,
     RouteConfig,
     ServerConfig,
-    UnsupportedPolicy,
 )
 
 __all__ = ["ProviderTypes", "load_config"]
@@ -44,11 +43,8 @@ ProviderTypes = Mapping[str, frozenset[str]]
 # Providers every gateway has without declaring them (they need no network or credentials).
 BUILTIN_PROVIDERS: Final = {"echo": "echo"}
 
-_VAR: Final = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 _SHA256: Final = re.compile(r"[0-9a-fA-F]{64}")
 _PROVIDER_KEYS: Final = frozenset({"type", "base_url", "api_key", "timeout", "headers"})
-_CAPABILITIES: Final = frozenset(c.value for c in Capability)
-_T = TypeVar("_T")
 
 
 def load_config(
@@ -66,7 +62,7 @@ def load_config(
         origin = os.fspath(source)
         document = _read(Path(origin))
     problems: list[str] = []
-    document = _interpolate(document, "", env, problems)
+    document = interpolate(document, "", env, problems)
     if problems:
         raise ConfigError(problems)
     config = _Validator(problems, provider_types).gateway(document, origin)
@@ -88,177 +84,12 @@ def _read(path: Path) -> Any:
         raise ConfigError([f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}"]) from exc
 
 
-def _interpolate(value: Any, path: str, env: Mapping[str, str], problems: list[str]) -> Any:
-    if isinstance(value, str):
-        if "$" not in value:
-            return value
-
-        def substitute(match: re.Match[str]) -> str:
-            if match.group(0) == "$${":
-                return "${"
-            name, default = match.group(1), match.group(2)
-            # As in POSIX shells and Compose files: `${VAR:-x}` uses x when VAR is unset or empty.
-            if default is not None:
-                return env.get(name) or default
-            if name in env:
-                return env[name]
-            problems.append(f"{path or '<root>'}: environment variable {name} is not set and has no default")
-            return ""
-
-        return _VAR.sub(substitute, value)
-    if isinstance(value, Mapping):
-        return {k: _interpolate(v, _join(path, str(k)), env, problems) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_interpolate(v, f"{path}[{i}]", env, problems) for i, v in enumerate(value)]
-    return value
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, Mapping):
-        return "mapping"
-    return type(value).__name__
-
-
-class _Validator:
+class _Validator(FieldReader):
     """Walks the document once; every check appends to `problems` and carries on."""
 
     def __init__(self, problems: list[str], provider_types: ProviderTypes | None) -> None:
-        self.problems = problems
+        super().__init__(problems)
         self.provider_types = provider_types
-
-    def problem(self, path: str, message: str) -> None:
-        self.problems.append(f"{path}: {message}")
-
-    # -- generic field readers -------------------------------------------------------------
-
-    def mapping(self, value: Any, path: str, allowed: frozenset[str] | None = None) -> dict[str, Any] | None:
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            self.problem(path or "<root>", f"expected a mapping, got {_kind(value)}")
-            return None
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                self.problem(_join(path, str(key)), "keys must be strings")
-                continue
-            if allowed is not None and key not in allowed:
-                self.problem(_join(path, key), "unknown key")
-                continue
-            out[key] = item
-        return out
-
-    def field(
-        self, data: Mapping[str, Any], key: str, path: str, check: Callable[[Any, str], _T | None], default: _T
-    ) -> _T:
-        if key not in data:
-            return default
-        result = check(data[key], _join(path, key))
-        return default if result is None else result
-
-    def string(self, value: Any, path: str) -> str | None:
-        if isinstance(value, str) and value:
-            return value
-        self.problem(path, f"expected a non-empty string, got {_kind(value)}")
-        return None
-
-    def number(self, value: Any, path: str, *, minimum: float = 0.0, integer: bool = False) -> Any:
-        ok = isinstance(value, int) if integer else isinstance(value, (int, float)) and math.isfinite(value)
-        if not ok or isinstance(value, bool):
-            self.problem(path, f"expected {'an integer' if integer else 'a number'}, got {_kind(value)}")
-            return None
-        if value < minimum:
-            self.problem(path, f"must be at least {minimum:g}, got {value}")
-            return None
-        return value
-
-    def positive(self, value: Any, path: str) -> float | None:
-        result = self.number(value, path, minimum=0.0)
-        if result is not None and result <= 0:
-            self.problem(path, "must be greater than 0")
-            return None
-        return None if result is None else float(result)
-
-    def non_negative(self, value: Any, path: str) -> float | None:
-        result = self.number(value, path, minimum=0.0)
-        return None if result is None else float(result)
-
-    def integer(self, minimum: int) -> Callable[[Any, str], int | None]:
-        def check(value: Any, path: str) -> int | None:
-            result = self.number(value, path, minimum=minimum, integer=True)
-            return None if result is None else int(result)
-
-        return check
-
-    def choice(self, *options: str) -> Callable[[Any, str], str | None]:
-        def check(value: Any, path: str) -> str | None:
-            if value in options:
-                return str(value)
-            self.problem(path, f"expected one of {', '.join(options)}, got {value!r}")
-            return None
-
-        return check
-
-    def string_map(self, value: Any, path: str) -> Mapping[str, str] | None:
-        data = self.mapping(value, path)
-        if data is None:
-            return None
-        for key, item in data.items():
-            if not isinstance(item, str):
-                self.problem(_join(path, key), f"expected a string, got {_kind(item)}")
-        return MappingProxyType({k: v for k, v in data.items() if isinstance(v, str)})
-
-    def capabilities(self, value: Any, path: str) -> Mapping[str, bool | int] | None:
-        data = self.mapping(value, path)
-        if data is None:
-            return None
-        out: dict[str, bool | int] = {}
-        for key, item in data.items():
-            if key in LIMITS:
-                if self.integer(1)(item, _join(path, key)) is not None:
-                    out[key] = item
-            elif key not in _CAPABILITIES:
-                known = ", ".join(sorted(_CAPABILITIES | set(LIMITS)))
-                self.problem(_join(path, key), f"unknown capability; known: {known}")
-            elif not isinstance(item, bool):
-                self.problem(_join(path, key), f"expected true or false, got {_kind(item)}")
-            else:
-                out[key] = item
-        return MappingProxyType(out)
-
-    def policy(self, value: Any, path: str) -> UnsupportedPolicy | None:
-        data = self.mapping(value, path, frozenset({"unsupported"}))
-        if not data or "unsupported" not in data:
-            return None
-        policy = self.choice("reject", "drop", "clamp")(data["unsupported"], _join(path, "unsupported"))
-        return "drop" if policy == "drop" else "clamp" if policy == "clamp" else "reject" if policy else None
-
-    def free_map(self, value: Any, path: str) -> Mapping[str, Any] | None:
-        data = self.mapping(value, path)
-        return None if data is None else MappingProxyType(data)
-
-    def string_list(self, value: Any, path: str) -> tuple[str, ...] | None:
-        if not isinstance(value, list):
-            self.problem(path, f"expected a list, got {_kind(value)}")
-            return None
-        items = [self.string(item, f"{path}[{i}]") for i, item in enumerate(value)]
-        return tuple(item for item in items if item is not None)
-
-    # -- sections --------------------------------------------------------------------------
 
     def gateway(self, document: Any, origin: str) -> GatewayConfig | None:
         allowed = frozenset({"server", "providers", "models", "keys", "auth", "retry", "params"})
@@ -287,7 +118,7 @@ class _Validator:
         default = ServerConfig()
         port = self.field(data, "port", path, self.integer(0), default.port)
         if port > 65535:
-            self.problem(_join(path, "port"), f"must be at most 65535, got {port}")
+            self.problem(join(path, "port"), f"must be at most 65535, got {port}")
         return ServerConfig(
             host=self.field(data, "host", path, self.string, default.host),
             port=port,
@@ -299,7 +130,7 @@ class _Validator:
         data = self.mapping(value, path) or {}
         out: dict[str, ProviderConfig] = {}
         for name, item in data.items():
-            provider = self.provider(name, item, _join(path, name))
+            provider = self.provider(name, item, join(path, name))
             if provider is not None:
                 out[name] = provider
         return out
@@ -309,16 +140,16 @@ class _Validator:
         if data is None:
             return None
         if "type" not in data:
-            self.problem(_join(path, "type"), "required (the adapter to use, for example `openai`)")
+            self.problem(join(path, "type"), "required (the adapter to use, for example `openai`)")
             return None
-        type_name = self.string(data["type"], _join(path, "type"))
+        type_name = self.string(data["type"], join(path, "type"))
         if type_name is None:
             return None
         option_names: frozenset[str] = frozenset()
         if self.provider_types is not None:
             if type_name not in self.provider_types:
                 known = ", ".join(sorted(self.provider_types))
-                self.problem(_join(path, "type"), f"unknown provider type {type_name!r}; known types: {known}")
+                self.problem(join(path, "type"), f"unknown provider type {type_name!r}; known types: {known}")
                 return None
             option_names = self.provider_types[type_name]
         options = {}
@@ -326,13 +157,13 @@ class _Validator:
             if key in _PROVIDER_KEYS:
                 continue
             if self.provider_types is not None and key not in option_names:
-                self.problem(_join(path, key), "unknown key")
+                self.problem(join(path, key), "unknown key")
                 continue
             options[key] = item
         base_url = self.field(data, "base_url", path, self.url, None)
         api_key = data.get("api_key")
         if api_key is not None and not isinstance(api_key, str):
-            self.problem(_join(path, "api_key"), f"expected a string, got {_kind(api_key)}")
+            self.problem(join(path, "api_key"), f"expected a string, got {kind(api_key)}")
             api_key = None
         return ProviderConfig(
             name=name,
@@ -356,7 +187,7 @@ class _Validator:
         data = self.mapping(value, path) or {}
         out: dict[str, ModelConfig] = {}
         for name, item in data.items():
-            model = self.model(name, item, _join(path, name), providers)
+            model = self.model(name, item, join(path, name), providers)
             if model is not None:
                 out[name] = model
         for name, model in out.items():
@@ -375,7 +206,7 @@ class _Validator:
         routes_value = data.get("routes")
         routes: list[RouteConfig] = []
         if not isinstance(routes_value, list) or not routes_value:
-            self.problem(_join(path, "routes"), "required: a non-empty list of {provider, model}")
+            self.problem(join(path, "routes"), "required: a non-empty list of {provider, model}")
         else:
             for i, item in enumerate(routes_value):
                 route = self.route(item, f"{path}.routes[{i}]", providers)
@@ -395,11 +226,11 @@ class _Validator:
         data = self.mapping(value, path, allowed)
         if data is None:
             return None
-        provider = self.string(data.get("provider"), _join(path, "provider"))
-        model = self.string(data.get("model"), _join(path, "model"))
+        provider = self.string(data.get("provider"), join(path, "provider"))
+        model = self.string(data.get("model"), join(path, "model"))
         if provider is not None and provider not in providers and provider not in BUILTIN_PROVIDERS:
             known = ", ".join(sorted({*providers, *BUILTIN_PROVIDERS}))
-            self.problem(_join(path, "provider"), f"unknown provider {provider!r}; declared providers: {known}")
+            self.problem(join(path, "provider"), f"unknown provider {provider!r}; declared providers: {known}")
             return None
         if provider is None or model is None:
             return None
@@ -415,7 +246,7 @@ class _Validator:
         if value is None:
             return ()
         if not isinstance(value, list):
-            self.problem(path, f"expected a list, got {_kind(value)}")
+            self.problem(path, f"expected a list, got {kind(value)}")
             return ()
         out: list[KeyConfig] = []
         names: dict[str, int] = {}
@@ -442,7 +273,7 @@ class _Validator:
         data = self.mapping(value, path, allowed)
         if data is None:
             return None
-        name = self.string(data.get("name"), _join(path, "name"))
+        name = self.string(data.get("name"), join(path, "name"))
         secret = data.get("key")
         digest = data.get("sha256")
         valid_secret = False
@@ -450,15 +281,15 @@ class _Validator:
             self.problem(path, "needs exactly one of `key` and `sha256`")
         elif secret is not None and not (isinstance(secret, str) and secret):
             # Never echo the value: it is a secret even when malformed.
-            self.problem(_join(path, "key"), "expected a non-empty string")
+            self.problem(join(path, "key"), "expected a non-empty string")
         elif digest is not None and not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
-            self.problem(_join(path, "sha256"), "expected 64 hexadecimal characters")
+            self.problem(join(path, "sha256"), "expected 64 hexadecimal characters")
         else:
             valid_secret = True
-        allowed_models = self.string_list(data.get("models"), _join(path, "models")) if "models" in data else None
+        allowed_models = self.string_list(data.get("models"), join(path, "models")) if "models" in data else None
         if allowed_models is None:
             if "models" not in data:
-                self.problem(_join(path, "models"), 'required: a list of model ids, or ["*"]')
+                self.problem(join(path, "models"), 'required: a list of model ids, or ["*"]')
             return None
         for i, model in enumerate(allowed_models):
             if model != "*" and model not in models:
@@ -494,7 +325,7 @@ class _Validator:
             cooldown_max=self.field(data, "cooldown_max", path, self.positive, default.cooldown_max),
         )
         if config.backoff_max < config.backoff_initial:
-            self.problem(_join(path, "backoff_max"), "must not be smaller than backoff_initial")
+            self.problem(join(path, "backoff_max"), "must not be smaller than backoff_initial")
         return config
 
     def params(self, value: Any, path: str) -> ParamsConfig:
