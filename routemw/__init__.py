@@ -19,13 +19,23 @@ from .errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
-from .middleware import AuthMiddleware, FallbackMiddleware, ResolveMiddleware
+from .http.transport import AiohttpTransport
+from .middleware import (
+    AuthMiddleware,
+    CapabilityMiddleware,
+    FallbackMiddleware,
+    NormalizeMiddleware,
+    ResolveMiddleware,
+    RetryMiddleware,
+)
 from .pipeline import Call, Handler, Middleware, compose
 from .providers.base import Provider, StreamTranslator, Target
 from .providers.echo import EchoStep, EchoUpstream
 from .providers.openai import OpenAIProvider
 from .providers.registry import ProviderRegistry
+from .providers.sse_translator import SSETranslator
 from .reply import Chunk, Completion, Reply, Stream
+from .routing.health import HealthStore, MemoryHealth
 
 __version__ = "0.1.0"
 
@@ -33,12 +43,14 @@ __all__ = [
     "ANONYMOUS",
     "Account",
     "Action",
+    "AiohttpTransport",
     "AllTargetsFailedError",
     "Attempt",
     "AuthMiddleware",
     "AuthenticationError",
     "Authenticator",
     "Call",
+    "CapabilityMiddleware",
     "ChatRequest",
     "Chunk",
     "ClientError",
@@ -52,9 +64,12 @@ __all__ = [
     "Gateway",
     "GatewayConfig",
     "Handler",
+    "HealthStore",
     "InvalidRequestError",
     "KeyStore",
+    "MemoryHealth",
     "Middleware",
+    "NormalizeMiddleware",
     "NotFoundError",
     "OpenAIProvider",
     "PermissionDeniedError",
@@ -63,7 +78,9 @@ __all__ = [
     "ProviderRegistry",
     "Reply",
     "ResolveMiddleware",
+    "RetryMiddleware",
     "RouteMWError",
+    "SSETranslator",
     "Stream",
     "StreamTranslator",
     "Target",
