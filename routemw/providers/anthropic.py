@@ -43,14 +43,13 @@ from ..chat import ChatRequest
 from ..config import ProviderConfig
 from ..errors import Action, ConfigError, UpstreamError
 from ..http.sse import ServerSentEvent
-from ..http.upstream import RequestTemplate
 from ..reply import Chunk, Completion
 from .anthropic_errors import anthropic_error
 from .anthropic_request import JSON_TOOL, anthropic_body, effective_body, uses_json_tool
 from .anthropic_stream import AnthropicStream, finish_reason, openai_usage
 from .base import StreamTranslator, Target
 from .chunks import completion
-from .classify import error_from_transport
+from .http_provider import HTTPProvider
 from .sse_translator import SSETranslator
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_VERSION", "AnthropicProvider", "ClaudeFamily", "claude_family", "register"]
@@ -134,41 +133,21 @@ def claude_family(model: str) -> ClaudeFamily:
     return _UNKNOWN
 
 
-class AnthropicProvider:
+class AnthropicProvider(HTTPProvider):
     """Adapter for `type: anthropic`: Anthropic's Messages API and servers that speak it."""
 
     def __init__(self, config: ProviderConfig) -> None:
-        self._name = config.name
-        self._timeout = config.timeout
         base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
         self._url = httpx.URL(base_url + ("/messages" if base_url.endswith("/v1") else "/v1/messages"))
         options = _Options.parse(config)
         self._max_tokens = options.max_tokens
-        headers = {"content-type": "application/json", "anthropic-version": options.version}
+        headers = {"anthropic-version": options.version}
         if options.beta:
             headers["anthropic-beta"] = ",".join(options.beta)
         headers.update({k.lower(): v for k, v in config.headers.items()})  # the operator's word wins
         if config.api_key:
             headers["x-api-key"] = config.api_key
-        extensions = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), config.timeout)}
-        self._json_request = RequestTemplate(
-            self._url, httpx.Headers({**headers, "accept": "application/json"}), extensions
-        )
-        self._sse_request = RequestTemplate(
-            self._url, httpx.Headers({**headers, "accept": "text/event-stream"}), extensions
-        )
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def timeout(self) -> float:
-        return self._timeout
-
-    @property
-    def transport(self) -> httpx.AsyncBaseTransport | None:
-        return None
+        super().__init__(config, headers)
 
     def profile(self, model: str) -> Profile:
         family = claude_family(model)
@@ -183,8 +162,7 @@ class AnthropicProvider:
         )
 
     def build_request(self, request: ChatRequest, target: Target) -> httpx.Request:
-        template = self._sse_request if request.stream else self._json_request
-        return template.build(orjson.dumps(self.native_body(request, target)))
+        return self.post(self._url, request.stream, orjson.dumps(self.native_body(request, target)))
 
     def native_body(self, request: ChatRequest, target: Target) -> dict[str, Any]:
         """The Messages API body `build_request` sends."""
@@ -219,9 +197,6 @@ class AnthropicProvider:
 
     def error_from_response(self, response: httpx.Response, body: bytes) -> UpstreamError:
         return anthropic_error(self._name, body, status=response.status_code, headers=response.headers)
-
-    def error_from_exception(self, exc: Exception) -> UpstreamError:
-        return error_from_transport(self._name, exc)
 
 
 class _Translator(SSETranslator):

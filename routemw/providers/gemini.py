@@ -34,13 +34,12 @@ from ..chat import ChatRequest
 from ..config import ProviderConfig
 from ..errors import Action, UpstreamError
 from ..http.sse import ServerSentEvent
-from ..http.upstream import RequestTemplate
 from ..reply import Chunk, Completion
 from .base import StreamTranslator, Target
-from .classify import error_from_transport
 from .gemini_errors import error_from_body, error_payload, gemini_error
 from .gemini_request import gemini_body
 from .gemini_response import GeminiStream, completion_from
+from .http_provider import HTTPProvider
 from .normalize import normalize_openai
 from .sse_translator import SSETranslator
 
@@ -113,33 +112,17 @@ def gemini_profile(model: str) -> Profile:
     )
 
 
-class GeminiProvider:
+class GeminiProvider(HTTPProvider):
     """Adapter for `type: gemini`: the Gemini API with an API key."""
 
     def __init__(self, config: ProviderConfig) -> None:
-        self._name = config.name
-        self._timeout = config.timeout
         base = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
         self._root = base if base.endswith(("/v1beta", "/v1")) else f"{base}/v1beta"
-        headers = {"content-type": "application/json", **{k.lower(): v for k, v in config.headers.items()}}
+        headers = {k.lower(): v for k, v in config.headers.items()}
         if config.api_key:
             headers["x-goog-api-key"] = config.api_key
-        self._json_headers = httpx.Headers({**headers, "accept": "application/json"})
-        self._sse_headers = httpx.Headers({**headers, "accept": "text/event-stream"})
-        self._extensions = {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), config.timeout)}
-        self._templates: dict[tuple[str, bool], RequestTemplate] = {}
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def timeout(self) -> float:
-        return self._timeout
-
-    @property
-    def transport(self) -> httpx.AsyncBaseTransport | None:
-        return None
+        super().__init__(config, headers)
+        self._urls: dict[tuple[str, bool], httpx.URL] = {}
 
     def profile(self, model: str) -> Profile:
         return gemini_profile(model)
@@ -147,18 +130,15 @@ class GeminiProvider:
     def build_request(self, request: ChatRequest, target: Target) -> httpx.Request:
         model = target.model.removeprefix("models/")
         body = gemini_body(normalize_openai(request.body, target), model)
-        template = self._templates.get((model, request.stream))
-        if template is None:
+        url = self._urls.get((model, request.stream))
+        if url is None:
             resource = f"{self._root}/models/{quote(model, safe='')}"
             if request.stream:
                 url = httpx.URL(f"{resource}:streamGenerateContent", params={"alt": "sse"})
-                template = RequestTemplate(url, self._sse_headers, self._extensions)
             else:
-                template = RequestTemplate(
-                    httpx.URL(f"{resource}:generateContent"), self._json_headers, self._extensions
-                )
-            self._templates[(model, request.stream)] = template
-        return template.build(orjson.dumps(body))
+                url = httpx.URL(f"{resource}:generateContent")
+            self._urls[(model, request.stream)] = url
+        return self.post(url, request.stream, orjson.dumps(body))
 
     def parse_response(self, response: httpx.Response, body: bytes, request: ChatRequest, target: Target) -> Completion:
         data = self._decode(body)
@@ -197,9 +177,6 @@ class GeminiProvider:
 
     def error_from_response(self, response: httpx.Response, body: bytes) -> UpstreamError:
         return error_from_body(self._name, body, response.status_code, response.headers)
-
-    def error_from_exception(self, exc: Exception) -> UpstreamError:
-        return error_from_transport(self._name, exc)
 
 
 class _Translator(SSETranslator):

@@ -24,10 +24,10 @@ from ..chat import ChatRequest
 from ..config import ProviderConfig
 from ..errors import Action, UpstreamError
 from ..http.sse import ServerSentEvent
-from ..http.upstream import RequestTemplate
 from ..reply import Chunk, Completion
 from .base import StreamTranslator, Target
-from .classify import action_for_status, error_from_transport, retry_after_seconds
+from .classify import action_for_status, retry_after_seconds
+from .http_provider import HTTPProvider
 from .normalize import normalize_openai
 from .openai_profiles import official_profile
 from .sse_translator import SSETranslator
@@ -42,27 +42,15 @@ _QUOTA_CODES: Final = frozenset({"insufficient_quota", "credit_balance_exhausted
 _MAX_ERROR_MESSAGE: Final = 2000
 
 
-class OpenAIProvider:
+class OpenAIProvider(HTTPProvider):
     """Adapter for `type: openai`: OpenAI itself and OpenAI-compatible servers."""
 
     def __init__(self, config: ProviderConfig, *, default_base_url: str = DEFAULT_BASE_URL) -> None:
-        self._name = config.name
-        self._timeout = config.timeout
         self._base_url = config.base_url or default_base_url
         self._official = self._base_url == DEFAULT_BASE_URL
         self._url = httpx.URL(self._base_url + "/chat/completions")
         # Configured headers come last, so a deployment can replace even the auth scheme.
-        headers = {
-            "content-type": "application/json",
-            **self.auth_headers(config),
-            **{k.lower(): v for k, v in config.headers.items()},
-        }
-        self._json_headers = httpx.Headers({**headers, "accept": "application/json"})
-        self._sse_headers = httpx.Headers({**headers, "accept": "text/event-stream"})
-        self._extensions: dict[str, Any] = {
-            "timeout": dict.fromkeys(("connect", "read", "write", "pool"), config.timeout)
-        }
-        self._templates: dict[tuple[httpx.URL, bool], RequestTemplate] = {}
+        super().__init__(config, {**self.auth_headers(config), **{k.lower(): v for k, v in config.headers.items()}})
 
     def auth_headers(self, config: ProviderConfig) -> dict[str, str]:
         """Credentials and account headers; subclasses for other auth schemes override this."""
@@ -78,29 +66,11 @@ class OpenAIProvider:
     def url_for(self, target: Target) -> httpx.URL:
         return self._url
 
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def timeout(self) -> float:
-        return self._timeout
-
-    @property
-    def transport(self) -> httpx.AsyncBaseTransport | None:
-        return None
-
     def profile(self, model: str) -> Profile:
         return official_profile(model) if self._official else Profile()
 
     def build_request(self, request: ChatRequest, target: Target) -> httpx.Request:
-        url = self.url_for(target)
-        stream = request.stream
-        template = self._templates.get((url, stream))
-        if template is None:
-            headers = self._sse_headers if stream else self._json_headers
-            template = self._templates[(url, stream)] = RequestTemplate(url, headers, self._extensions)
-        return template.build(self.encode_body(request, target))
+        return self.post(self.url_for(target), request.stream, self.encode_body(request, target))
 
     def encode_body(self, request: ChatRequest, target: Target) -> bytes:
         body = normalize_openai(request.body, target)
@@ -156,9 +126,6 @@ class OpenAIProvider:
         except orjson.JSONDecodeError:
             payload = None
         return self._classify(payload, status=response.status_code, headers=response.headers)
-
-    def error_from_exception(self, exc: Exception) -> UpstreamError:
-        return error_from_transport(self._name, exc)
 
     def _classify(self, payload: Any, *, status: int | None, headers: httpx.Headers | None) -> UpstreamError:
         fields = _error_fields(payload)

@@ -1,0 +1,59 @@
+"""The plumbing every network adapter shares, so each adapter file is only its translation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from ..config import ProviderConfig
+from ..errors import UpstreamError
+from ..http.upstream import RequestTemplate
+from .classify import error_from_transport
+
+__all__ = ["HTTPProvider"]
+
+
+class HTTPProvider:
+    """Name, timeout, the gateway's transport, transport-error classification, and requests.
+
+    A subclass passes the headers every request of its own carries (protocol version,
+    credentials, the operator's extra headers, in the precedence it wants) and builds each
+    request with `post(url, stream, body)`, which keeps one prepared template per URL and
+    mode so a request costs only its body.
+    """
+
+    def __init__(self, config: ProviderConfig, headers: Mapping[str, str]) -> None:
+        self._name = config.name
+        self._timeout = config.timeout
+        base = {"content-type": "application/json", **headers}
+        self._json_headers = httpx.Headers({**base, "accept": "application/json"})
+        self._sse_headers = httpx.Headers({**base, "accept": "text/event-stream"})
+        # httpx's per-request timeouts; the aiohttp transport uses `read` against a stalled stream.
+        self._extensions: dict[str, Any] = {
+            "timeout": dict.fromkeys(("connect", "read", "write", "pool"), config.timeout)
+        }
+        self._templates: dict[tuple[httpx.URL, bool], RequestTemplate] = {}
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def timeout(self) -> float:
+        return self._timeout
+
+    @property
+    def transport(self) -> httpx.AsyncBaseTransport | None:
+        return None
+
+    def post(self, url: httpx.URL, stream: bool, body: bytes) -> httpx.Request:
+        template = self._templates.get((url, stream))
+        if template is None:
+            headers = self._sse_headers if stream else self._json_headers
+            template = self._templates[(url, stream)] = RequestTemplate(url, headers, self._extensions)
+        return template.build(body)
+
+    def error_from_exception(self, exc: Exception) -> UpstreamError:
+        return error_from_transport(self._name, exc)
