@@ -41,7 +41,7 @@ import orjson
 from ..capabilities import Capability, Profile
 from ..chat import ChatRequest
 from ..config import ProviderConfig
-from ..errors import Action, ConfigError, UpstreamError
+from ..errors import ConfigError, UpstreamError
 from ..http.sse import ServerSentEvent
 from ..reply import Chunk, Completion
 from .anthropic_errors import anthropic_error
@@ -49,6 +49,7 @@ from .anthropic_request import JSON_TOOL, anthropic_body, effective_body, uses_j
 from .anthropic_stream import AnthropicStream, finish_reason, openai_usage
 from .base import StreamTranslator, Target
 from .chunks import completion
+from .classify import invalid_response, json_or_none
 from .http_provider import HTTPProvider
 from .sse_translator import SSETranslator
 
@@ -175,17 +176,9 @@ class AnthropicProvider(HTTPProvider):
         )
 
     def parse_response(self, response: httpx.Response, body: bytes, request: ChatRequest, target: Target) -> Completion:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            data = None
+        data = json_or_none(body)
         if not isinstance(data, dict) or data.get("type") != "message" or not isinstance(data.get("content"), list):
-            raise UpstreamError(
-                f"Provider '{self._name}' sent a response that is not a message.",
-                provider=self._name,
-                action=Action.RETRY,
-                code="invalid_upstream_response",
-            )
+            raise invalid_response(self._name, "a response that is not a message")
         json_tool = JSON_TOOL if uses_json_tool(effective_body(request, target)) else None
         return Completion(data=_completion(data, target.model, json_tool))
 

@@ -35,6 +35,7 @@ from ..http.sse import ServerSentEvent
 from ..reply import Chunk
 from .anthropic_errors import anthropic_error
 from .chunks import ChunkWriter, usage
+from .classify import invalid_response, json_or_none
 
 __all__ = ["AnthropicStream", "finish_reason", "openai_usage"]
 
@@ -120,15 +121,9 @@ class AnthropicStream:
         return self._writer
 
     def _payload(self, data: bytes) -> dict[str, Any]:
-        try:
-            payload = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError(
-                f"Provider '{self._provider}' sent a stream event that is not JSON.",
-                provider=self._provider,
-                action=Action.RETRY,
-                code="invalid_upstream_response",
-            ) from exc
+        payload = json_or_none(data)
+        if payload is None:
+            raise invalid_response(self._provider, "a stream event that is not JSON")
         return payload if isinstance(payload, dict) else {}
 
     def _end(self) -> list[Chunk]:

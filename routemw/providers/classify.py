@@ -5,12 +5,14 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import httpx
+import orjson
 
 from ..errors import Action, UpstreamError, UpstreamTimeoutError
 
-__all__ = ["action_for_status", "error_from_transport", "retry_after_seconds"]
+__all__ = ["action_for_status", "error_from_transport", "invalid_response", "json_or_none", "retry_after_seconds"]
 
 # Statuses where the same target may well succeed on another try.
 _RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
@@ -54,6 +56,21 @@ def retry_after_seconds(headers: Mapping[str, str] | httpx.Headers, *, now: floa
     except (TypeError, ValueError):
         return None
     return max(when.timestamp() - (time.time() if now is None else now), 0.0)
+
+
+def invalid_response(provider: str, what: str) -> UpstreamError:
+    """The upstream answered with something that is not its protocol; another try may differ."""
+    return UpstreamError(
+        f"Provider '{provider}' sent {what}.", provider=provider, action=Action.RETRY, code="invalid_upstream_response"
+    )
+
+
+def json_or_none(data: bytes) -> Any:
+    """Decoded JSON, or None when it is not JSON (for callers that report it in their own words)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
 
 
 def error_from_transport(provider: str, exc: Exception) -> UpstreamError:

@@ -32,10 +32,11 @@ import orjson
 from ..capabilities import Capability, Profile
 from ..chat import ChatRequest
 from ..config import ProviderConfig
-from ..errors import Action, UpstreamError
+from ..errors import UpstreamError
 from ..http.sse import ServerSentEvent
 from ..reply import Chunk, Completion
 from .base import StreamTranslator, Target
+from .classify import invalid_response, json_or_none
 from .gemini_errors import error_from_body, error_payload, gemini_error
 from .gemini_request import gemini_body
 from .gemini_response import GeminiStream, completion_from
@@ -147,7 +148,7 @@ class GeminiProvider(HTTPProvider):
         if isinstance(data, list) and len(data) == 1:
             data = data[0]
         if not isinstance(data, dict):
-            raise self._invalid("a response that is not a GenerateContentResponse")
+            raise invalid_response(self._name, "a response that is not a GenerateContentResponse")
         return Completion(data=completion_from(data, target.model, self._name))
 
     def stream_translator(self, request: ChatRequest, target: Target) -> StreamTranslator:
@@ -162,18 +163,10 @@ class GeminiProvider(HTTPProvider):
         return stream.feed(payload) if isinstance(payload, dict) else []
 
     def _decode(self, data: bytes) -> Any:
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise self._invalid("a body that is not JSON") from exc
-
-    def _invalid(self, what: str) -> UpstreamError:
-        return UpstreamError(
-            f"Provider '{self._name}' sent {what}.",
-            provider=self._name,
-            action=Action.RETRY,
-            code="invalid_upstream_response",
-        )
+        payload = json_or_none(data)
+        if payload is None:
+            raise invalid_response(self._name, "a body that is not JSON")
+        return payload
 
     def error_from_response(self, response: httpx.Response, body: bytes) -> UpstreamError:
         return error_from_body(self._name, body, response.status_code, response.headers)

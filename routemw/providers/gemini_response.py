@@ -41,6 +41,7 @@ import orjson
 from ..errors import Action, UpstreamError
 from ..reply import Chunk
 from .chunks import ChunkWriter, completion, usage
+from .classify import invalid_response
 
 __all__ = ["GeminiStream", "completion_from", "finish_reason", "mint_id", "openai_usage"]
 
@@ -151,12 +152,7 @@ def completion_from(data: Mapping[str, Any], model: str, provider: str) -> dict[
     choices = [_choice(index, candidate, key) for index, candidate in sorted(_candidates(data), key=lambda c: c[0])]
     if not choices:
         if not _blocked(data):
-            raise UpstreamError(
-                f"Provider '{provider}' sent a response with no candidates.",
-                provider=provider,
-                action=Action.RETRY,
-                code="invalid_upstream_response",
-            )
+            raise invalid_response(provider, "a response with no candidates")
         choices = [_blocked_choice()]
     meta = data.get("usageMetadata")
     out = completion(

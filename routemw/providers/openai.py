@@ -26,7 +26,7 @@ from ..errors import Action, UpstreamError
 from ..http.sse import ServerSentEvent
 from ..reply import Chunk, Completion
 from .base import StreamTranslator, Target
-from .classify import action_for_status, retry_after_seconds
+from .classify import action_for_status, invalid_response, json_or_none, retry_after_seconds
 from .http_provider import HTTPProvider
 from .normalize import normalize_openai
 from .openai_profiles import official_profile
@@ -82,32 +82,18 @@ class OpenAIProvider(HTTPProvider):
         return orjson.dumps(body)
 
     def parse_response(self, response: httpx.Response, body: bytes, request: ChatRequest, target: Target) -> Completion:
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            data = None
+        data = json_or_none(body)
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-            raise UpstreamError(
-                f"Provider '{self._name}' sent a response that is not a chat completion.",
-                provider=self._name,
-                action=Action.RETRY,
-                code="invalid_upstream_response",
-            )
+            raise invalid_response(self._name, "a response that is not a chat completion")
         return Completion(data=data, raw=body)
 
     def stream_translator(self, request: ChatRequest, target: Target) -> StreamTranslator:
         return OpenAIStream(self)
 
     def _chunk(self, data: bytes) -> Chunk | None:
-        try:
-            payload = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError(
-                f"Provider '{self._name}' sent a stream event that is not JSON.",
-                provider=self._name,
-                action=Action.RETRY,
-                code="invalid_upstream_response",
-            ) from exc
+        payload = json_or_none(data)
+        if payload is None:
+            raise invalid_response(self._name, "a stream event that is not JSON")
         if not isinstance(payload, dict):
             return None
         if payload.get("error"):
