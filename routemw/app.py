@@ -31,7 +31,7 @@ from .dispatch import Dispatcher
 from .errors import MethodNotAllowedError, NotFoundError, RouteMWError
 from .http.asgi import Receive, Scope, Send, route_path
 from .http.body import ClientDisconnected, read_body
-from .http.responses import send_error, send_json, send_stream
+from .http.responses import INTERNAL_ERROR, send_error, send_json, send_stream
 from .http.transport import default_transport
 from .middleware import (
     AuthMiddleware,
@@ -54,7 +54,6 @@ __all__ = ["Gateway"]
 logger = logging.getLogger("routemw")
 
 _REQUEST_ID: Final = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
-_INTERNAL: Final = RouteMWError("The gateway failed to process the request.", code="internal_error")
 
 PipelineSpec = Sequence[Middleware] | Callable[[list[Middleware]], Sequence[Middleware]]
 
@@ -178,9 +177,15 @@ class Gateway:
         return self._transport
 
     async def aclose(self) -> None:
-        """Close the upstream connections the gateway opened (not a transport it was given)."""
+        """Close the upstream connections the gateway opened (not a transport it was given).
+
+        A transport it was given stays in place, so the gateway goes on using it afterwards; one
+        it opened is dropped and opened anew on the next request.
+        """
+        if not self._owns_transport:
+            return
         transport, self._transport = self._transport, None
-        if transport is not None and self._owns_transport:
+        if transport is not None:
             await transport.aclose()
 
     async def __aenter__(self) -> Gateway:
@@ -242,8 +247,8 @@ class Gateway:
                 await send_json(send, 200, self._model_card(path[len("/v1/models/") :], account), response_headers)
             else:
                 raise NotFoundError(f"Invalid URL ({method} {path})", code="unknown_url")
-        except ClientDisconnected:
-            return
+        except (ClientDisconnected, OSError):
+            return  # the client left; ASGI 2.4 servers say so by raising OSError from `send`
         except RouteMWError as exc:
             await send_error(send, exc, response_headers, self.redact)
 
@@ -262,7 +267,7 @@ class Gateway:
                 await send_error(send, exc, call.response_headers, self.redact)
             except Exception:
                 logger.exception("routemw: request %s failed inside the gateway", request_id)
-                await send_error(send, _INTERNAL, call.response_headers, self.redact)
+                await send_error(send, INTERNAL_ERROR, call.response_headers, self.redact)
             else:
                 response_headers = {**call.response_headers, **reply.headers}
                 if isinstance(reply, Completion):

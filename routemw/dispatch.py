@@ -8,6 +8,7 @@ The whole attempt, including that wait, is bounded by the provider's timeout.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from typing import Any, Final
@@ -24,6 +25,7 @@ from .reply import Chunk, Reply, Stream
 
 __all__ = ["Dispatcher", "is_meaningful"]
 
+_DRAIN_SECONDS: Final = 0.05
 _TIMEOUT_TEXT: Final = {
     "provider": "did not answer within its timeout of",
     "deadline": "did not answer before the request's deadline, in",
@@ -73,8 +75,8 @@ class Dispatcher:
         response: httpx.Response | None = None
         batches: AsyncGenerator[list[Chunk], None] | None = None
         done = False  # the upstream response is closed, or handed over to a Stream that owns it
-        # One scope bounds the attempt by the provider's timeout and the request's deadline alike
-        # (a bare CancelScope costs half of `fail_after`, and this runs for every attempt).
+        # One deadline bounds the attempt by the provider's timeout and the request's deadline
+        # alike, whichever comes first.
         # For a stream the attempt ends at its first meaningful event, so a first-token timeout
         # bounds all of it: connecting, the status line and the wait for content alike.
         limits = {"provider": provider.timeout, "deadline": call.deadline - time.monotonic()}
@@ -105,7 +107,9 @@ class Dispatcher:
                     raise provider.error_from_exception(exc) from exc
         except TimeoutError as exc:
             raise UpstreamTimeoutError(
-                f"Provider '{provider.name}' {_TIMEOUT_TEXT[binding]} {budget:.3g}s.", provider=provider.name
+                f"Provider '{provider.name}' {_TIMEOUT_TEXT[binding]} {budget:.3g}s.",
+                provider=provider.name,
+                deadline_bound=binding == "deadline",
             ) from exc
         finally:
             # Whatever ended the attempt early (an error, a timeout, the client going away), the
@@ -122,8 +126,9 @@ async def _batches(
     response: httpx.Response, translator: StreamTranslator, provider: Provider
 ) -> AsyncGenerator[list[Chunk], None]:
     """One list of chunks per upstream read; a connection lost mid-stream is classified too."""
+    pieces = body_pieces(response)
     try:
-        async for piece in body_pieces(response):
+        async for piece in pieces:
             batch = translator.feed(piece)
             if batch:
                 yield batch
@@ -134,6 +139,14 @@ async def _batches(
             yield tail
     except httpx.TransportError as exc:
         raise provider.error_from_exception(exc) from exc
+    if translator.done:
+        # The upstream said it is finished, but the end of its HTTP body (the chunked
+        # terminator) may still be on the way. Waiting a moment for it lets the connection go
+        # back to the pool instead of being closed, which for TLS saves a handshake per stream.
+        with contextlib.suppress(Exception):
+            async with Deadline(_DRAIN_SECONDS):
+                async for _ in pieces:
+                    pass
 
 
 async def _read_head(batches: AsyncIterator[list[Chunk]]) -> list[Chunk]:

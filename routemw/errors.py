@@ -147,8 +147,11 @@ class UpstreamError(RouteMWError):
         self.provider = provider
         self.action = action
         self.upstream_status = status
-        self.retry_after = retry_after
+        # A hint that is not a finite, non-negative number (inf, nan, 1e400) is no hint at all.
+        sane = retry_after is not None and math.isfinite(retry_after) and retry_after >= 0
+        self.retry_after = retry_after if sane else None
         self.upstream_request_id = upstream_request_id
+        self.deadline_bound = False
         # What the client sees when this error is returned as is (Action.STOP, or in-band after
         # a stream has started): a client-side status keeps the upstream's, anything else is a
         # gateway failure (502), since the caller did nothing wrong.
@@ -159,10 +162,15 @@ class UpstreamError(RouteMWError):
 
 
 class UpstreamTimeoutError(UpstreamError):
-    """The attempt did not finish (or a stream did not start) within its timeout."""
+    """The attempt did not finish (or a stream did not start) within its timeout.
 
-    def __init__(self, message: str, *, provider: str) -> None:
+    `deadline_bound` marks an attempt cut short by the request's own deadline rather than by the
+    provider's timeout: that says nothing about the provider's health.
+    """
+
+    def __init__(self, message: str, *, provider: str, deadline_bound: bool = False) -> None:
         super().__init__(message, provider=provider, action=Action.RETRY, code="upstream_timeout")
+        self.deadline_bound = deadline_bound
         self.status_code = 504
         self.error_type = "timeout_error"
 

@@ -91,12 +91,18 @@ class Stream:
     def map(self, transform: Callable[[Chunk], Chunk | None]) -> Stream:
         """A stream of `transform(chunk)` for each chunk, skipping `None`; for middleware."""
 
+        head, self._head = self._head, []
+
         async def mapped() -> AsyncIterator[list[Chunk]]:
+            # The head is transformed here too, not in `map`: a transform that raises then does
+            # so while the stream is being written, where the failure is reported in-band and the
+            # upstream connection released, instead of in the middleware that owns nothing yet.
+            if head:
+                yield [out for out in map(transform, head) if out is not None]
             async for batch in self._batches:
                 yield [out for out in map(transform, batch) if out is not None]
 
-        head = [out for out in map(transform, self._head) if out is not None]
-        return Stream(head, mapped(), aclose=self.aclose, headers=self.headers)
+        return Stream((), mapped(), aclose=self.aclose, headers=self.headers)
 
     async def aclose(self) -> None:
         if self._closed:

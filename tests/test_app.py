@@ -1228,3 +1228,35 @@ async def test_generated_request_ids_are_unique_per_gateway_and_across_gateways(
     assert all(GENERATED_ID.fullmatch(i) for i in ids)
     assert len(set(ids)) == 3
     assert ids[0][:16] == ids[1][:16] != ids[2][:16]  # one random prefix per gateway
+
+
+async def test_a_transport_the_user_gave_survives_the_gateway_closing(upstream: FakeOpenAI) -> None:
+    gateway = build(upstream, transport=httpx.MockTransport(route_hosts({"upstream.test": upstream})))
+    async with gateway:
+        pass
+    driver = await ask(gateway, json=CHAT)
+    assert driver.status == 200
+    assert len(upstream.requests) == 1  # still the user's transport, not a new network pool
+
+
+async def test_a_client_gone_when_the_answer_is_sent_raises_nothing(upstream: FakeOpenAI) -> None:
+    gateway = build(upstream)
+    body = orjson.dumps(CHAT)
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, object]:
+        return messages.pop() if messages else {"type": "http.disconnect"}
+
+    async def send(message: object) -> None:
+        raise OSError("client disconnected")  # what ASGI 2.4 servers do after a disconnect
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "root_path": "",
+        "headers": [(b"content-type", b"application/json")],
+    }
+    await gateway(scope, receive, send)  # must return quietly
+    await gateway({**scope, "path": "/v1/models", "method": "GET"}, receive, send)

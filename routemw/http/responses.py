@@ -9,6 +9,7 @@ answer for a finished one. It never closes silently and never invents a `finish_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -21,7 +22,7 @@ from ..reply import Stream
 from .asgi import Send
 from .sse import encode_comment, encode_data
 
-__all__ = ["error_payload", "send_error", "send_json", "send_stream"]
+__all__ = ["INTERNAL_ERROR", "error_payload", "send_error", "send_json", "send_stream"]
 
 logger = logging.getLogger("routemw")
 
@@ -29,7 +30,7 @@ Redact = Callable[[str], str]
 
 _DONE = b"data: [DONE]\n\n"
 _PING = encode_comment("ping")
-_INTERNAL = RouteMWError("The gateway failed to process the request.", code="internal_error")
+INTERNAL_ERROR = RouteMWError("The gateway failed to process the request.", code="internal_error")
 
 
 def _header_list(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
@@ -90,11 +91,12 @@ async def send_stream(
             tail = None  # the client left mid-stream; there is no one to tell
         except Exception:
             logger.exception("routemw: stream failed after the response started")
-            tail = encode_data(error_payload(_INTERNAL, redact))
+            tail = encode_data(error_payload(INTERNAL_ERROR, redact))
         if pinger is not None:
             await pinger.stop()
         if tail is not None:
-            await send({"type": "http.response.body", "body": tail, "more_body": False})
+            with contextlib.suppress(OSError):  # the client left just before the end
+                await send({"type": "http.response.body", "body": tail, "more_body": False})
     finally:
         with anyio.CancelScope(shield=True):
             if pinger is not None:
@@ -137,13 +139,18 @@ class _Pinger:
 
     def _check(self) -> None:
         assert self._loop is not None
-        idle = time.monotonic() - self._last
         if self._stopped:
             return
-        if idle >= self._interval and (self._task is None or self._task.done()):
-            self._task = self._loop.create_task(self._ping())
-            idle = 0.0
-        self._handle = self._loop.call_later(max(self._interval - idle, 0.001), self._check)
+        idle = time.monotonic() - self._last
+        if idle < self._interval:
+            delay = self._interval - idle
+        else:
+            # Due. A ping still in flight (a client reading slowly holds `send`) gets a whole
+            # interval before the next look, instead of a busy check every millisecond.
+            if self._task is None or self._task.done():
+                self._task = self._loop.create_task(self._ping())
+            delay = self._interval
+        self._handle = self._loop.call_later(delay, self._check)
 
     async def _ping(self) -> None:
         async with self._lock:

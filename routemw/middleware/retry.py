@@ -9,6 +9,7 @@ sleep function is injectable, so tests assert the exact schedule without waiting
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -20,8 +21,10 @@ from tenacity.wait import wait_base
 
 from ..errors import Action, UpstreamError
 from ..pipeline import Call, Handler
-from ..reply import Reply
+from ..reply import Reply, Stream
 from ..routing.health import HealthStore
+
+logger = logging.getLogger("routemw")
 
 __all__ = ["RetryMiddleware", "stop_at_deadline", "wait_backoff", "wait_retry_after_or"]
 
@@ -124,9 +127,30 @@ class RetryMiddleware:
         try:
             reply = await next(call)
         except UpstreamError as exc:
-            if exc.action is Action.RETRY and self.health is not None:
-                await self.health.failure(key, retry_after=exc.retry_after)
+            if exc.action is Action.RETRY and not exc.deadline_bound:
+                await self._report(key, exc)
+            elif exc.action is Action.STOP:
+                await self._report(key, None)  # it answered: alive, whatever it thought of the request
             raise
-        if self.health is not None:
-            await self.health.success(key)
+        try:
+            await self._report(key, None)
+        except BaseException:
+            # Cancelled while reporting (the client left): the reply in hand owns an upstream
+            # connection that nobody else will close.
+            if isinstance(reply, Stream):
+                with anyio.CancelScope(shield=True):
+                    await reply.aclose()
+            raise
         return reply
+
+    async def _report(self, key: str, failure: UpstreamError | None) -> None:
+        """Tell the health store; best effort, since a broken store must not fail requests."""
+        if self.health is None:
+            return
+        try:
+            if failure is None:
+                await self.health.success(key)
+            else:
+                await self.health.failure(key, retry_after=failure.retry_after)
+        except Exception:
+            logger.exception("routemw: the health store failed to record %s", key)

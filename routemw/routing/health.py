@@ -77,13 +77,20 @@ class MemoryHealth:
 
     async def failure(self, key: str, *, retry_after: float | None = None) -> None:
         state = self._states.setdefault(key, _State())
+        now = self.clock()
+        if now < state.until:
+            # Already cooling: these are attempts that were in flight when it started, and must
+            # not escalate the cooldown again; a longer Retry-After may still extend it.
+            if retry_after is not None and retry_after >= self.long_retry_after:
+                state.until = max(state.until, now + min(retry_after, self.max_cooldown))
+            return
         state.failures += 1
-        half_open = state.until != 0.0 and self.clock() >= state.until
+        half_open = state.until != 0.0
         long_wait = retry_after is not None and retry_after >= self.long_retry_after
         if half_open or long_wait or state.failures >= self.threshold:
             period = min(self.cooldown * 2**state.cooldowns, self.max_cooldown)
             if long_wait and retry_after is not None:
-                period = max(period, retry_after)
+                period = min(max(period, retry_after), self.max_cooldown)
             state.cooldowns += 1
             state.failures = 0
             state.until = self.clock() + period

@@ -234,7 +234,11 @@ async def test_a_failure_that_is_not_retryable_is_raised_at_once_and_not_counted
     with pytest.raises(UpstreamError) as caught:
         await middleware(sleep, health)(make_call(), next)
     assert caught.value is error
-    assert (next.calls, sleep.waits, health.events) == (1, [], [])
+    assert (next.calls, sleep.waits) == (1, [])
+    assert not any(event[0] == "failure" for event in health.events)
+    # A 400 about the request still proves the target answers: it counts as alive (which also
+    # ends a half-open probe at once instead of holding the slot).
+    assert len(health.events) == (1 if action is Action.STOP else 0)
 
 
 async def test_an_exception_that_is_not_an_upstream_error_is_not_retried() -> None:
@@ -676,3 +680,52 @@ async def test_with_the_real_sleep_no_wait_crosses_the_deadline_and_the_fallback
     assert driver.header("x-routemw-provider") == "backup"
     assert 2 <= len(upstream.requests) <= 4  # retried while a 100 ms wait still fit
     assert backup.requests[0].received_at - started < 0.35  # ... and stopped in time for the fallback
+
+
+@pytest.mark.parametrize("hint", ["inf", "nan", "1e400"])
+async def test_a_nonsense_retry_after_is_ignored_not_a_500(hint: str) -> None:
+    config = {
+        "providers": {"limited": {"type": "echo", "script": [{"status": 429, "headers": {"retry-after": hint}}] * 4}},
+        "models": {"m": {"routes": [{"provider": "limited", "model": "m"}]}},
+        "retry": {"attempts": 2},
+    }
+    sleep = Recorder()
+    gateway = Gateway.from_config(config, sleep=sleep, environ={})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gw") as client:
+        response = await client.post(
+            "/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "x"}]}
+        )
+    assert response.status_code == 429
+    assert response.headers["retry-after"] == "1"
+    assert len(sleep.waits) == 1 and 0 < sleep.waits[0] < 10  # the backoff, not the hint
+
+
+class BrokenHealth:
+    async def check(self, key: str) -> float | None:
+        return None
+
+    async def success(self, key: str) -> None:
+        raise RuntimeError("health store is down")
+
+    async def failure(self, key: str, *, retry_after: float | None = None) -> None:
+        raise RuntimeError("health store is down")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_broken_health_store_fails_no_request_and_leaks_no_stream(
+    stream: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = {
+        "providers": {"flaky": {"type": "echo", "script": [{"status": 503}]}},
+        "models": {"m": {"routes": [{"provider": "flaky", "model": "m"}]}},
+        "retry": {"attempts": 2},
+    }
+    gateway = Gateway.from_config(config, sleep=Recorder(), health=BrokenHealth(), environ={})
+    body = {"model": "m", "messages": [{"role": "user", "content": "still fine"}], "stream": stream}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gw") as client:
+        response = await client.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200
+    assert "still fine" in response.text or "still" in response.text
+    echo = gateway.providers["flaky"]
+    assert echo.upstream.open_streams == 0  # type: ignore[attr-defined]
+    assert "health store failed" in caplog.text

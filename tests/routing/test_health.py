@@ -145,7 +145,7 @@ async def test_a_success_after_cooldowns_starts_the_doubling_over() -> None:
 
 async def test_a_429_with_a_long_retry_after_cools_at_once_for_at_least_that_long() -> None:
     clock = FakeClock()
-    store = health(clock, threshold=3, cooldown=5.0, long_retry_after=30.0)
+    store = health(clock, threshold=3, cooldown=5.0, long_retry_after=30.0, max_cooldown=300.0)
     await store.failure(KEY, retry_after=120.0)
 
     until = await store.check(KEY)
@@ -153,6 +153,25 @@ async def test_a_429_with_a_long_retry_after_cools_at_once_for_at_least_that_lon
     assert until - clock.now >= 120.0
     clock.advance(119.0)
     assert await store.check(KEY) is not None
+
+
+async def test_a_retry_after_longer_than_the_longest_cooldown_is_capped_by_it() -> None:
+    # The operator's cooldown_max bounds how long one hint can bench a target; the probe after
+    # it asks the upstream again.
+    clock = FakeClock()
+    store = health(clock, long_retry_after=30.0, max_cooldown=40.0)
+    await store.failure(KEY, retry_after=86_400.0)
+    until = await store.check(KEY)
+    assert until is not None and until - clock.now == 40.0
+
+
+async def test_failures_in_flight_while_cooling_do_not_escalate_the_cooldown() -> None:
+    clock = FakeClock()
+    store = health(clock, threshold=3, cooldown=5.0, max_cooldown=300.0)
+    for _ in range(30):  # thirty requests that failed together
+        await store.failure(KEY)
+    until = await store.check(KEY)
+    assert until is not None and until - clock.now == 5.0
 
 
 async def test_a_retry_after_at_the_long_threshold_cools_at_once() -> None:
