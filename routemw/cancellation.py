@@ -8,7 +8,13 @@ which is where uvicorn, hypercorn and most hosts run, `asyncio.timeout` does the
 natively for a fraction of that, and one of them can be expired on demand (`reschedule`), which
 is all a disconnect watcher needs. Other backends (trio) get anyio's scopes, same behaviour.
 
-Both raise `TimeoutError` out of the region when it expired; `expired()` tells whose it was.
+`Deadline` raises `TimeoutError` out of its block when it expires. `DisconnectWatch` ends its
+block quietly when the client left (and says so in `disconnected`).
+
+One limit of the asyncio path: anyio's `CancelScope(shield=True)` does not hold off these native
+cancellations. The cleanup that runs under such shields in this package (releasing an upstream
+response, closing a generator) does not suspend with the default transport, so nothing there
+can be interrupted; a transport whose close does suspend may be cut short on a disconnect.
 """
 
 from __future__ import annotations
@@ -61,11 +67,6 @@ class Deadline:
         assert self._anyio is not None
         return self._anyio.__exit__(exc_type, exc, tb)
 
-    def expired(self) -> bool:
-        if self._asyncio is not None:
-            return self._asyncio.expired()
-        return False  # anyio's fail_after raised TimeoutError itself; nothing else to report
-
 
 class DisconnectWatch:
     """`async with DisconnectWatch(receive) as watch:` is cancelled when the client leaves.
@@ -80,7 +81,7 @@ class DisconnectWatch:
     still noticed, `grace` seconds late at most, because its disconnect stays queued.
     """
 
-    __slots__ = ("_grace", "_group", "_loop", "_receive", "_scope", "_task", "_timeout", "_timer", "disconnected")
+    __slots__ = ("_grace", "_group", "_loop", "_receive", "_task", "_timeout", "_timer", "disconnected")
 
     def __init__(self, receive: Receive, *, grace: float = 0.05) -> None:
         self._receive = receive
@@ -90,7 +91,6 @@ class DisconnectWatch:
         self._timer: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._group: Any = None
-        self._scope: anyio.CancelScope | None = None
         self.disconnected = False
 
     def _start(self) -> None:
@@ -110,7 +110,6 @@ class DisconnectWatch:
         else:
             self._group = anyio.create_task_group()
             await self._group.__aenter__()
-            self._scope = self._group.cancel_scope
             self._group.start_soon(self._watch)
         return self
 
@@ -130,14 +129,20 @@ class DisconnectWatch:
                     return True  # we cancelled it; the client is gone and wants nothing more
                 raise
         self._group.cancel_scope.cancel()
-        return bool(await self._group.__aexit__(exc_type, exc, tb))
+        try:
+            return bool(await self._group.__aexit__(exc_type, exc, tb))
+        except BaseExceptionGroup as group:
+            # anyio wraps what the block raised; callers expect the exception itself.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
 
     def _fire(self) -> None:
         self.disconnected = True
         if self._timeout is not None:
             self._timeout.reschedule(-1.0)  # a time already past: expires at the next await
-        elif self._scope is not None:
-            self._scope.cancel()
+        elif self._group is not None:
+            self._group.cancel_scope.cancel()
 
     async def _watch(self) -> None:
         try:

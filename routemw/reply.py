@@ -29,7 +29,7 @@ class Completion:
         return self.raw if self.raw is not None else orjson.dumps(self.data)
 
     def replace(self, data: dict[str, Any]) -> Completion:
-        return Completion(data=data, headers=self.headers)
+        return Completion(data=data, headers=dict(self.headers))
 
 
 @dataclass(frozen=True, slots=True)

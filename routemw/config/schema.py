@@ -120,5 +120,10 @@ class GatewayConfig:
         """Every secret this configuration holds, so output can be scrubbed of them."""
         found = [p.api_key for p in self.providers.values() if p.api_key]
         found += [k.key for k in self.keys if k.key]
-        found += [v for p in self.providers.values() for v in p.headers.values() if v]
-        return tuple(s for s in found if len(s) >= 4)
+        for provider in self.providers.values():
+            for value in provider.headers.values():
+                # A header value may be "Bearer <token>": the token alone is the secret, and an
+                # upstream echoing just the token must be caught too.
+                found += [value, value.rsplit(" ", 1)[-1]]
+        # Short strings are too likely to be ordinary words to blank out wherever they appear.
+        return tuple(dict.fromkeys(s for s in found if len(s) >= 8))

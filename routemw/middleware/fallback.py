@@ -7,8 +7,11 @@ recovers soonest is tried anyway rather than failing without an attempt. Each ta
 rest of the pipeline afresh (retries, translation, dispatch), so nothing from a failed attempt
 leaks into the next. An error classified `Action.STOP` is the client's and goes straight back.
 
-The request's deadline (`retry.timeout`) is a cancel scope around the whole loop: attempts,
-sleeps and fallbacks. When it passes the client gets 504 listing what was tried.
+The request's deadline (`retry.timeout`) is set here on `call.deadline` and enforced where the
+waiting happens: each attempt's timeout is cut to what is left of it (the dispatcher), a retry
+never sleeps past it (the retry stop), and this loop tries no target after it. When it passes
+the client gets 504 listing what was tried. (A middleware of yours placed inside the loop that
+awaits something slow is not bounded by it.)
 """
 
 from __future__ import annotations

@@ -115,7 +115,11 @@ class OpenAIProvider(HTTPProvider):
 
     def _classify(self, payload: Any, *, status: int | None, headers: httpx.Headers | None) -> UpstreamError:
         fields = _error_fields(payload)
-        message = fields.get("message") or f"Provider '{self._name}' answered HTTP {status}."
+        message = fields.get("message") or (
+            f"Provider '{self._name}' answered HTTP {status}."
+            if status is not None
+            else f"Provider '{self._name}' sent an error in its stream."
+        )
         code = fields.get("code")
         error_type = fields.get("type")
         effective_status = status if status is not None else _status_from_fields(fields)
