@@ -123,6 +123,9 @@ class Profile:
     # client sends (an OpenAI field added next month, a vendor extension) counts as unsupported.
     # None for passthrough adapters, which forward unknown fields untouched.
     accepted_params: frozenset[str] | None = None
+    # Groups of request fields of which the target accepts at most one at a time (Anthropic's
+    # newer models refuse `temperature` together with `top_p`).
+    exclusive_params: tuple[tuple[str, ...], ...] = ()
     # Inclusive numeric ranges the target accepts, by request field.
     ranges: Mapping[str, tuple[float, float]] = field(default_factory=lambda: MappingProxyType({}))
     max_output_tokens: int | None = None

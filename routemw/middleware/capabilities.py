@@ -31,6 +31,7 @@ __all__ = ["CapabilityMiddleware", "Refusal", "assess"]
 logger = logging.getLogger("routemw")
 
 _NUMBER = (int, float)
+_NEUTRAL = {"temperature": 1, "top_p": 1}  # OpenAI's defaults: sending them changes nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,16 @@ def assess(
             drop.add(key)  # a null asks for the default, which leaving the field out also gives
         else:
             return Refusal(key, f"route {route} does not support the parameter `{key}`")
+    for group in profile.exclusive_params:
+        present = [key for key in group if body.get(key) is not None]
+        if len(present) < 2:
+            continue
+        if policy == "reject":
+            return Refusal(present[1], f"route {route} accepts only one of {', '.join(f'`{k}`' for k in group)}")
+        # Keep the one that says something: a field at its neutral value (temperature 1) carries
+        # no intent, so it goes first; otherwise the group's first field is kept.
+        keep = next((key for key in present if body[key] != _NEUTRAL.get(key)), present[0])
+        drop.update(key for key in present if key != keep)
     for key, (low, high) in profile.ranges.items():
         value = body.get(key)
         if isinstance(value, _NUMBER) and not isinstance(value, bool) and not low <= value <= high:

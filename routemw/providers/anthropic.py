@@ -16,7 +16,9 @@ families and the non-streaming answer. Decisions taken here:
   this table does not know (Anthropic-compatible servers often stop at 8192), and 4096, their
   ceiling, for Claude 3.
 - P5: `single_sampling` marks the families that refuse `temperature` with `top_p` (Sonnet and
-  Haiku 4.5, Opus 4.1 and later, and unknown ids, which are likelier new than old).
+  Haiku 4.5, Opus 4.1 and later, and unknown ids, which are likelier new than old). Their
+  profile declares the pair exclusive, so the parameter policy settles it before the request is
+  built, and a dropped field is disclosed like any other: this adapter drops nothing itself.
 - `reasoning_effort` is declared unsupported. Mapping it to a thinking budget would be easy, but
   with thinking on Anthropic requires every earlier assistant tool-use turn to start with its
   signed thinking block, which OpenAI clients do not keep: agent loops would fail on turn two.
@@ -157,6 +159,7 @@ class AnthropicProvider(HTTPProvider):
         return Profile(
             support=MappingProxyType(support),
             accepted_params=_ACCEPTED,
+            exclusive_params=(("temperature", "top_p"),) if family.single_sampling else (),
             ranges=_RANGES,
             max_output_tokens=family.max_output_tokens,
             context_window=family.context_window,
@@ -172,7 +175,6 @@ class AnthropicProvider(HTTPProvider):
             effective_body(request, target),
             model=target.model,
             default_max_tokens=self._max_tokens or family.default_max_tokens,
-            single_sampling=family.single_sampling,
         )
 
     def parse_response(self, response: httpx.Response, body: bytes, request: ChatRequest, target: Target) -> Completion:

@@ -20,9 +20,9 @@ Deliberate decisions, each with its reason:
   `max_tokens`, else the route's `params`, else the caller's default (per model family, see
   `routemw.providers.anthropic`). Route params fill only fields the client did not send; an
   explicit null counts as not sent, because for this adapter null and absent mean the same.
-- P5: on families that refuse `temperature` and `top_p` together, only one goes out. Temperature
-  wins (Anthropic's guidance is to alter one of them, and temperature is the usual knob), except
-  when it is the default 1.0 and top_p is not 1.0: then top_p is the one carrying intent.
+- P5: families that refuse `temperature` and `top_p` together declare the pair exclusive in their
+  profile; the capability check settles it by the parameter policy (refuse, or drop one and
+  disclose it) before this module sees the request, which therefore forwards both as given.
 - `response_format` json_object and json_schema go through a tool named `JSON_TOOL` whose input
   schema is the requested schema (json_object: any object). With no client tools, or with
   `tool_choice` "none", that tool is forced; beside client tools under "auto" the choice becomes
@@ -93,9 +93,7 @@ def tool_id(raw: str) -> str:
     return f"{cleaned}_{digest}" if cleaned else f"call_{digest}"
 
 
-def anthropic_body(
-    body: Mapping[str, Any], *, model: str, default_max_tokens: int, single_sampling: bool
-) -> dict[str, Any]:
+def anthropic_body(body: Mapping[str, Any], *, model: str, default_max_tokens: int) -> dict[str, Any]:
     """The Messages API body for `body` (an `effective_body`)."""
     system, turns = _conversation(body["messages"])
     out: dict[str, Any] = {"model": model, "max_tokens": _max_tokens(body, default_max_tokens)}
@@ -110,7 +108,7 @@ def anthropic_body(
     stop = _stop_sequences(body.get("stop"))
     if stop:
         out["stop_sequences"] = stop
-    out.update(_sampling(body, single_sampling))
+    out.update(_sampling(body))
     user = body.get("user")
     if isinstance(user, str) and user:
         out["metadata"] = {"user_id": user}
@@ -378,11 +376,5 @@ def _stop_sequences(stop: Any) -> list[str]:
     return [s for s in sequences if isinstance(s, str) and s.strip()]
 
 
-def _sampling(body: Mapping[str, Any], single_sampling: bool) -> dict[str, Any]:
-    out = {key: body[key] for key in ("temperature", "top_p", "top_k") if key in body}
-    if single_sampling and "temperature" in out and "top_p" in out:
-        if out["temperature"] == 1 and out["top_p"] != 1:
-            del out["temperature"]  # the default temperature says nothing; top_p carries the intent
-        else:
-            del out["top_p"]
-    return out
+def _sampling(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: body[key] for key in ("temperature", "top_p", "top_k") if key in body}

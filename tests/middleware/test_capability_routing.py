@@ -326,3 +326,52 @@ async def test_models_endpoint_carries_capability_flags() -> None:
     assert cards["gpt"]["capabilities"]["vision"] is False
     assert cards["gpt"]["capabilities"]["max_output_tokens"] == 16384
     assert cards["compat"]["capabilities"]["tools"] is None  # unknown
+
+
+@pytest.mark.parametrize(
+    ("policy", "fields", "status", "sent", "dropped"),
+    [
+        ("reject", {"temperature": 0.2, "top_p": 0.9}, 400, None, None),
+        ("drop", {"temperature": 0.2, "top_p": 0.9}, 200, {"temperature": 0.2}, "top_p"),
+        ("drop", {"temperature": 1, "top_p": 0.5}, 200, {"top_p": 0.5}, "temperature"),
+        ("clamp", {"temperature": 0, "top_p": 1}, 200, {"temperature": 0}, "top_p"),
+        ("reject", {"temperature": 0, "top_p": None}, 200, {"temperature": 0}, None),
+    ],
+)
+async def test_fields_a_target_takes_only_one_of_follow_the_policy(
+    policy: str, fields: dict[str, Any], status: int, sent: dict[str, Any] | None, dropped: str | None
+) -> None:
+    bodies: list[dict[str, Any]] = []
+
+    def anthropic(request: httpx.Request) -> httpx.Response:
+        body = orjson.loads(request.content)
+        bodies.append(body)
+        message = {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": [{"type": "text", "text": "ok"}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 1, "output_tokens": 1},
+        }
+        return httpx.Response(200, json=message)
+
+    config = {
+        "providers": {
+            "claude": {"type": "anthropic", "base_url": "https://anthropic.test", "api_key": "sk-ant-0000000"}
+        },
+        "models": {"c": {"routes": [{"provider": "claude", "model": "claude-sonnet-4-5"}]}},
+        "params": {"unsupported": policy},
+    }
+    gateway = Gateway.from_config(config, transport=httpx.MockTransport(anthropic), environ={})
+    response = await _post(gateway, _chat("c", **fields))
+    assert response.status_code == status, response.text
+    if status == 400:
+        assert response.json()["error"]["param"] == "top_p"
+        assert bodies == []
+        return
+    assert sent is not None
+    assert {k: bodies[0][k] for k in ("temperature", "top_p") if k in bodies[0]} == sent
+    assert response.headers.get("x-routemw-dropped-params") == dropped

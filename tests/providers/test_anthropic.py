@@ -525,14 +525,17 @@ def test_drops_and_clamps_decided_by_the_capability_check_are_applied() -> None:
 # -- sampling (P5) --------------------------------------------------------------------------------
 
 
-def test_temperature_wins_when_both_are_set_on_a_single_sampling_family() -> None:
+def test_newer_families_declare_temperature_and_top_p_exclusive() -> None:
+    provider = make_provider()
+    assert provider.profile("claude-sonnet-4-5").exclusive_params == (("temperature", "top_p"),)
+    assert provider.profile("claude-haiku-4-5").exclusive_params == (("temperature", "top_p"),)
+    assert provider.profile("claude-sonnet-4-20250514").exclusive_params == ()
+
+
+def test_the_adapter_itself_drops_neither_sampling_parameter() -> None:
+    # Which one goes is the parameter policy's call, made (and disclosed) before translation.
     body = native("claude-sonnet-4-5", temperature=0.2, top_p=0.9)
-    assert body["temperature"] == 0.2 and "top_p" not in body
-
-
-def test_top_p_is_kept_when_temperature_is_the_default() -> None:
-    body = native("claude-haiku-4-5", temperature=1, top_p=0.5)
-    assert body["top_p"] == 0.5 and "temperature" not in body
+    assert (body["temperature"], body["top_p"]) == (0.2, 0.9)
 
 
 def test_older_families_get_both() -> None:
