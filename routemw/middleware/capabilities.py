@@ -31,6 +31,15 @@ __all__ = ["CapabilityMiddleware", "Refusal", "assess"]
 logger = logging.getLogger("routemw")
 
 _NUMBER = (int, float)
+# Capabilities that hang on fields a request still makes sense without: under `drop` (or `clamp`)
+# a target lacking one gets the request without those fields, disclosed, instead of being
+# skipped. The others (tools, images, JSON modes, forced tool choice...) change what the answer
+# is, so a target lacking them is always skipped.
+_DROPPABLE: dict[str, tuple[str, ...]] = {
+    "parallel_tool_calls": ("parallel_tool_calls",),
+    "reasoning_effort": ("reasoning_effort",),
+    "logprobs": ("logprobs", "top_logprobs"),
+}
 _NEUTRAL = {"temperature": 1, "top_p": 1}  # OpenAI's defaults: sending them changes nothing
 
 
@@ -48,14 +57,17 @@ def assess(
     """`target`, adjusted for this request if it must drop or clamp something, or a `Refusal`."""
     profile = target.profile
     route = f"{target.provider.name}/{target.model}"
+    drop: set[str] = set()
     for need in request_needs:
         if need.capability in LIMITS:
             limit = profile.limit(str(need.capability))
             if limit is not None and need.amount is not None and need.amount > limit:
                 return Refusal(need.param, f"route {route} allows at most {limit} tokens ({need.capability})")
         elif profile.supports(need.capability) is False:
-            return Refusal(need.param, f"route {route} does not support {need.capability}")
-    drop: set[str] = set()
+            fields = _DROPPABLE.get(str(need.capability))
+            if fields is None or policy == "reject":
+                return Refusal(need.param, f"route {route} does not support {need.capability}")
+            drop.update(field for field in fields if field in body)
     clamp: dict[str, Any] = {}
     unsupported = [key for key in profile.unsupported_params if key in body]
     if profile.accepted_params is not None:

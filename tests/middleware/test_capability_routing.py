@@ -375,3 +375,35 @@ async def test_fields_a_target_takes_only_one_of_follow_the_policy(
     assert sent is not None
     assert {k: bodies[0][k] for k in ("temperature", "top_p") if k in bodies[0]} == sent
     assert response.headers.get("x-routemw-dropped-params") == dropped
+
+
+@pytest.mark.parametrize(
+    ("capability", "fields", "dropped"),
+    [
+        ("parallel_tool_calls", {"tools": [TOOL], "parallel_tool_calls": False}, "parallel_tool_calls"),
+        ("reasoning_effort", {"reasoning_effort": "low"}, "reasoning_effort"),
+        ("logprobs", {"logprobs": True, "top_logprobs": 2}, "logprobs, top_logprobs"),
+    ],
+)
+async def test_a_field_like_capability_is_dropped_and_disclosed_under_drop(
+    capability: str, fields: dict[str, Any], dropped: str
+) -> None:
+    upstreams = Upstreams()
+    model = {"routes": [{"provider": "weak", "model": "w"}], "capabilities": {capability: False}}
+    strict = _gateway({"models": {"m": model}}, upstreams)
+    assert (await _post(strict, _chat("m", **fields))).status_code == 400
+    lenient = _gateway({"models": {"m": model}, "params": {"unsupported": "drop"}}, upstreams)
+    response = await _post(lenient, _chat("m", **fields))
+    assert response.status_code == 200
+    assert response.headers["x-routemw-dropped-params"] == dropped
+    sent = upstreams.calls[-1][1]
+    assert all(key not in sent for key in dropped.split(", "))
+
+
+async def test_a_capability_that_changes_the_answer_is_never_dropped() -> None:
+    upstreams = Upstreams()
+    model = {"routes": [{"provider": "weak", "model": "w"}], "capabilities": {"tools": False}}
+    gateway = _gateway({"models": {"m": model}, "params": {"unsupported": "drop"}}, upstreams)
+    response = await _post(gateway, _chat("m", tools=[TOOL]))
+    assert response.status_code == 400 and response.json()["error"]["param"] == "tools"
+    assert upstreams.calls == []

@@ -222,7 +222,10 @@ def test_fields_outside_the_translation_are_settled_by_policy() -> None:
     assert isinstance(clamped, Target)
     assert clamped.drop == {"user"} and clamped.clamp == {"stop": ["a", "b", "c", "d", "e"]}
     tools = make_request({"messages": [USER], "tools": [WEATHER], "parallel_tool_calls": True})
-    assert isinstance(assess(target, needs(tools), tools.body, "drop"), Refusal)
+    refused_tools = assess(target, needs(tools), tools.body, "reject")
+    assert isinstance(refused_tools, Refusal) and refused_tools.param == "parallel_tool_calls"
+    dropped = assess(target, needs(tools), tools.body, "drop")  # Gemini cannot express it at all
+    assert isinstance(dropped, Target) and dropped.drop == {"parallel_tool_calls"}
 
 
 # -- messages ---------------------------------------------------------------------------------
