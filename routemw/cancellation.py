@@ -8,7 +8,7 @@ which is where uvicorn, hypercorn and most hosts run, `asyncio.timeout` does the
 natively for a fraction of that, and one of them can be expired on demand (`reschedule`), which
 is all a disconnect watcher needs. Other backends (trio) get anyio's scopes, same behaviour.
 
-`Deadline` raises `TimeoutError` out of its block when it expires. `DisconnectWatch` ends its
+`deadline()` raises `TimeoutError` out of its block when it expires. `DisconnectWatch` ends its
 block quietly when the client left (and says so in `disconnected`).
 
 One limit of the asyncio path: anyio's `CancelScope(shield=True)` does not hold off these native
@@ -28,7 +28,7 @@ import anyio
 
 from .http.asgi import Receive
 
-__all__ = ["Deadline", "DisconnectWatch"]
+__all__ = ["DisconnectWatch", "deadline"]
 
 
 def _loop() -> asyncio.AbstractEventLoop | None:
@@ -38,34 +38,34 @@ def _loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-class Deadline:
-    """`async with Deadline(seconds):` raises `TimeoutError` if the block runs longer."""
+def deadline(seconds: float) -> contextlib.AbstractAsyncContextManager[Any]:
+    """`async with deadline(seconds):` raises `TimeoutError` if the block runs longer.
 
-    __slots__ = ("_anyio", "_asyncio", "_seconds")
+    On asyncio this is `asyncio.timeout` itself, with no wrapper around it: it is entered for
+    every upstream attempt, and each layer of indirection showed in the profile.
+    """
+    loop = _loop()
+    if loop is not None:
+        return asyncio.timeout_at(loop.time() + seconds)
+    return _AnyioDeadline(seconds)
+
+
+class _AnyioDeadline:
+    __slots__ = ("_scope", "_seconds")
 
     def __init__(self, seconds: float) -> None:
         self._seconds = seconds
-        self._asyncio: asyncio.Timeout | None = None
-        self._anyio: contextlib.AbstractContextManager[Any] | None = None
+        self._scope: contextlib.AbstractContextManager[Any] | None = None
 
-    async def __aenter__(self) -> Deadline:
-        loop = _loop()
-        if loop is not None:
-            self._asyncio = asyncio.timeout_at(loop.time() + self._seconds)
-            await self._asyncio.__aenter__()
-        else:
-            self._anyio = anyio.fail_after(self._seconds)
-            self._anyio.__enter__()
-        return self
+    async def __aenter__(self) -> None:
+        self._scope = anyio.fail_after(self._seconds)
+        self._scope.__enter__()
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool | None:
-        if self._asyncio is not None:
-            await self._asyncio.__aexit__(exc_type, exc, tb)
-            return None
-        assert self._anyio is not None
-        return self._anyio.__exit__(exc_type, exc, tb)
+        assert self._scope is not None
+        return self._scope.__exit__(exc_type, exc, tb)
 
 
 class DisconnectWatch:

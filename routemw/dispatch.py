@@ -16,7 +16,7 @@ from typing import Any, Final
 import anyio
 import httpx
 
-from .cancellation import Deadline
+from .cancellation import deadline
 from .errors import Attempt, UpstreamError, UpstreamTimeoutError
 from .http.upstream import body_pieces, read_body, upstream_request_id
 from .pipeline import Call
@@ -84,9 +84,8 @@ class Dispatcher:
             limits["first_token"] = self.first_token_timeout
         binding = min(limits, key=limits.__getitem__)
         budget = limits[binding]
-        deadline = Deadline(budget)
         try:
-            async with deadline:
+            async with deadline(budget):
                 try:
                     response = await transport.handle_async_request(request)
                     if not 200 <= response.status_code < 300:
@@ -144,7 +143,7 @@ async def _batches(
         # terminator) may still be on the way. Waiting a moment for it lets the connection go
         # back to the pool instead of being closed, which for TLS saves a handshake per stream.
         with contextlib.suppress(Exception):
-            async with Deadline(_DRAIN_SECONDS):
+            async with deadline(_DRAIN_SECONDS):
                 async for _ in pieces:
                     pass
 
