@@ -180,3 +180,76 @@ async def test_every_present_field_is_forwarded_refused_or_disclosed(
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gw") as client:
         response = await client.post("/v1/chat/completions", content=orjson.dumps(body))
     _check(body, target, response, seen)
+
+
+# -- translated providers --------------------------------------------------------------------
+#
+# For Anthropic and Gemini the upstream is the conformance fake of that provider, which rejects
+# what the real API rejects, and reads its native request back into OpenAI terms. The property
+# is the same: a present field arrives (as the canonical reading shows), or is refused by name,
+# or is dropped and disclosed; the fake must never have to reject the translation.
+
+# OpenAI field -> how the provider's canonical reading shows it, for the fields both express.
+CANONICAL_FIELDS = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "max_tokens": "max_tokens",
+    "max_completion_tokens": "max_tokens",
+    "seed": "seed",
+    "user": "user",
+}
+
+
+def _translated_gateways() -> dict[tuple[str, str], tuple[Gateway, Any]]:
+    from conformance.fake_anthropic import FakeAnthropic
+    from conformance.fake_gemini import FakeGemini
+
+    built: dict[tuple[str, str], tuple[Gateway, Any]] = {}
+    for name, fake_type, model in (
+        ("anthropic", FakeAnthropic, "claude-sonnet-4-5"),
+        ("gemini", FakeGemini, "gemini-2.5-flash"),
+    ):
+        for policy in ("reject", "drop"):
+            fake = fake_type("sk-translated-0000000000")
+            config = {
+                "providers": {"up": fake.provider_config},
+                "models": {"m": {"routes": [{"provider": "up", "model": model}]}},
+                "params": {"unsupported": policy},
+                "retry": {"attempts": 1},
+            }
+            built[(name, policy)] = (Gateway.from_config(config, transport=httpx.MockTransport(fake), environ={}), fake)
+    return built
+
+
+TRANSLATED = _translated_gateways()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=requests, provider=st.sampled_from(["anthropic", "gemini"]), policy=st.sampled_from(["reject", "drop"]))
+async def test_translated_providers_lose_no_field_silently(body: dict[str, Any], provider: str, policy: str) -> None:
+    gateway, fake = TRANSLATED[(provider, policy)]
+    fake.requests.clear()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gw") as client:
+        response = await client.post("/v1/chat/completions", content=orjson.dumps(body))
+    if response.status_code == 400:
+        error = response.json()["error"]
+        assert fake.requests == [], error  # refused by the gateway, never by the provider
+        assert error["param"] is not None and error["param"].split("[")[0].split(".")[0] in body, error
+        return
+    assert response.status_code == 200, response.text
+    assert len(fake.requests) == 1
+    dropped = set(filter(None, response.headers.get("x-routemw-dropped-params", "").split(", ")))
+    profile = gateway.catalog.get("m").targets[0].profile  # type: ignore[union-attr]
+    accepted = profile.accepted_params or frozenset()
+    canonical = fake.canonical()
+    for key, value in body.items():
+        if key in dropped:
+            continue
+        # Whatever was not dropped must be something this adapter translates...
+        assert key in accepted, f"{key} was neither translated, refused nor disclosed"
+        # ...and where both sides express it, with the value the client sent.
+        if key in CANONICAL_FIELDS and value is not None:
+            shown = getattr(canonical, CANONICAL_FIELDS[key])
+            if key == "max_tokens" and "max_completion_tokens" in body:
+                continue  # the client's max_completion_tokens wins over max_tokens
+            assert _same(shown, value) or shown == value, (key, shown, value)

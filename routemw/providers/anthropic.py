@@ -32,6 +32,7 @@ families and the non-streaming answer. Decisions taken here:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -126,7 +127,14 @@ _SUPPORT: Final = {
     _C.MULTIPLE_CHOICES: False,
     _C.REASONING_EFFORT: False,
 }
-_RANGES: Final = MappingProxyType({"temperature": (0.0, 1.0), "top_p": (0.0, 1.0)})
+_RANGES: Final = MappingProxyType(
+    {
+        "temperature": (0.0, 1.0),
+        "top_p": (0.0, 1.0),
+        "max_tokens": (1, math.inf),  # Anthropic refuses max_tokens below 1
+        "max_completion_tokens": (1, math.inf),
+    }
+)
 
 
 def claude_family(model: str) -> ClaudeFamily:

@@ -110,7 +110,7 @@ def anthropic_body(body: Mapping[str, Any], *, model: str, default_max_tokens: i
         out["stop_sequences"] = stop
     out.update(_sampling(body))
     user = body.get("user")
-    if isinstance(user, str) and user:
+    if isinstance(user, str):  # "" included: a value the client sent is forwarded, not judged
         out["metadata"] = {"user_id": user}
     if body.get("stream") is True:
         out["stream"] = True

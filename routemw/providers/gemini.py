@@ -22,6 +22,7 @@ tuned models) get the same translation flags and no limits, and may need config 
 
 from __future__ import annotations
 
+import math
 from types import MappingProxyType
 from typing import Any, Final
 from urllib.parse import quote
@@ -87,7 +88,17 @@ ACCEPTED_PARAMS: Final = frozenset(
         "logprobs",
     }
 )
-_RANGES: Final = MappingProxyType({"temperature": (0.0, 2.0), "top_p": (0.0, 1.0)})
+# candidateCount takes 1 to 8; an `n` outside that is settled by the parameter policy up front
+# rather than left for Gemini to refuse.
+_RANGES: Final = MappingProxyType(
+    {
+        "temperature": (0.0, 2.0),
+        "top_p": (0.0, 1.0),
+        "n": (1, 8),
+        "max_tokens": (1, math.inf),  # maxOutputTokens must be positive
+        "max_completion_tokens": (1, math.inf),
+    }
+)
 # (prefix, max output tokens, context window); longest prefixes first. Google's published limits.
 _FAMILIES: Final = (
     ("gemini-3", 65_536, 1_048_576),

@@ -6,6 +6,7 @@ recordings in `../shared/reference/recordings/anthropic` wherever one exists.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -625,7 +626,12 @@ def test_profile_declares_what_the_adapter_translates() -> None:
             "logprobs",
         }
     )
-    assert dict(profile.ranges) == {"temperature": (0.0, 1.0), "top_p": (0.0, 1.0)}
+    assert dict(profile.ranges) == {
+        "temperature": (0.0, 1.0),
+        "top_p": (0.0, 1.0),
+        "max_tokens": (1, math.inf),
+        "max_completion_tokens": (1, math.inf),
+    }
     assert profile.output_tokens_field is None
     assert (profile.max_output_tokens, profile.context_window) == (64_000, 200_000)
     flags = profile.flags()

@@ -8,6 +8,7 @@ of the API (through the conformance fake's checker, which walks it key by key).
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -189,7 +190,13 @@ def test_the_profile_accepts_exactly_the_translated_fields() -> None:
     profile = make_provider().profile("gemini-2.5-pro")
     assert profile.accepted_params == ACCEPTED_PARAMS
     assert {"user", "parallel_tool_calls", "reasoning_effort", "logit_bias", "metadata"}.isdisjoint(ACCEPTED_PARAMS)
-    assert profile.ranges == {"temperature": (0.0, 2.0), "top_p": (0.0, 1.0)}
+    assert profile.ranges == {
+        "temperature": (0.0, 2.0),
+        "top_p": (0.0, 1.0),
+        "n": (1, 8),
+        "max_tokens": (1, math.inf),
+        "max_completion_tokens": (1, math.inf),
+    }
     assert profile.max_stop == 5
     assert (profile.max_output_tokens, profile.context_window) == (65_536, 1_048_576)
     flags = profile.flags()
