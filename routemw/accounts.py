@@ -113,10 +113,6 @@ class Authenticator:
         self.store = store
         self.scope_resolver = scope_resolver
 
-    @property
-    def enabled(self) -> bool:
-        return self.store is not None or self.scope_resolver is not None
-
     async def authenticate(self, headers: Mapping[str, str], scope: Mapping[str, Any]) -> Account:
         if self.scope_resolver is not None:
             result = self.scope_resolver(scope)

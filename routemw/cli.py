@@ -87,7 +87,7 @@ def _check(config_path: str | None) -> int:
         print(f"  {name}: {kind}{where}")
     print("models:")
     for entry in gateway.catalog:
-        routes = ", ".join(f"{t.provider.name}/{t.model}" for t in entry.targets)
+        routes = ", ".join(t.key for t in entry.targets)
         fallbacks = f"; fallbacks: {', '.join(entry.fallbacks)}" if entry.fallbacks else ""
         print(f"  {entry.id}: {routes}{fallbacks}")
     print(f"auth: {config.auth.mode}, keys: {len(config.keys)}")

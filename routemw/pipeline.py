@@ -58,8 +58,8 @@ class Call:
             "request_id": self.request_id,
             "model": self.request.model,
             "account": getattr(self.account, "name", None),
-            "candidates": [f"{t.provider.name}/{t.model}" for t in self.candidates],
-            "skipped": [{"target": f"{t.provider.name}/{t.model}", "reason": why} for t, why in self.skipped],
+            "candidates": [t.key for t in self.candidates],
+            "skipped": [{"target": t.key, "reason": why} for t, why in self.skipped],
             "attempts": [
                 {
                     "target": f"{a.provider}/{a.model}",

@@ -56,7 +56,7 @@ def assess(
 ) -> Target | Refusal:
     """`target`, adjusted for this request if it must drop or clamp something, or a `Refusal`."""
     profile = target.profile
-    route = f"{target.provider.name}/{target.model}"
+    route = target.key
     drop: set[str] = set()
     for need in request_needs:
         if need.capability in LIMITS:

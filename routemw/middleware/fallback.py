@@ -100,7 +100,7 @@ class FallbackMiddleware:
     async def _cooling_until(self, target: Target) -> float | None:
         if self.health is None:
             return None
-        return await self.health.check(f"{target.provider.name}/{target.model}")
+        return await self.health.check(target.key)
 
     async def _try(self, call: Call, next: Handler, target: Target) -> Reply | None:
         """The reply, or None to move on; the client's own errors (Action.STOP) propagate."""

@@ -99,7 +99,7 @@ class RetryMiddleware:
     async def __call__(self, call: Call, next: Handler) -> Reply:
         target = call.target
         assert target is not None, "RetryMiddleware needs call.target; put FallbackMiddleware before it"
-        key = f"{target.provider.name}/{target.model}"
+        key = target.key
         # The first attempt runs outside tenacity: most requests succeed at once, and building
         # the retry machinery for each of them measured as a fifth of the gateway's own cost.
         try:

@@ -112,6 +112,12 @@ class Target:
     weight: float = 1.0
     drop: frozenset[str] = frozenset()  # request fields to leave out for this request (disclosed)
     clamp: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))  # field -> value
+    # "provider/model": the target's name in health state, traces, logs and refusals. Made once
+    # here rather than formatted again by each of them on every request.
+    key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.provider.name}/{self.model}")
 
     def __repr__(self) -> str:
-        return f"Target({self.provider.name}/{self.model} for {self.public_model})"
+        return f"Target({self.key} for {self.public_model})"
