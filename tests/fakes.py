@@ -31,6 +31,10 @@ from typing import Any, Final
 import anyio
 import httpx
 import orjson
+from openai.lib.streaming.chat import ChatCompletionStreamState
+from openai.types.chat import ChatCompletionChunk
+
+from routemw.reply import Chunk
 
 __all__ = [
     "API_KEY",
@@ -691,3 +695,28 @@ async def drive(
         headers = [("content-type", "application/json"), *headers]
     driver = AsgiDriver(app, method=method, path=path, body=body, headers=headers, root_path=root_path)
     return await driver.run(seconds)
+
+
+# -- reading translated streams ----------------------------------------------------------------
+
+
+def deltas(chunks: list[Chunk]) -> list[dict[str, Any]]:
+    """Each chunk's delta for choice 0, skipping the usage chunk."""
+    return [c.data["choices"][0]["delta"] for c in chunks if c.data["choices"]]
+
+
+def finishes(chunks: list[Chunk]) -> list[str]:
+    return [
+        c.data["choices"][0]["finish_reason"]
+        for c in chunks
+        if c.data["choices"] and c.data["choices"][0]["finish_reason"]
+    ]
+
+
+def sdk_completion(chunks: list[Chunk]) -> dict[str, Any]:
+    """The completion the official SDK's stream helper assembles from the chunks."""
+    state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()
+    for chunk in chunks:
+        state.handle_chunk(ChatCompletionChunk.model_validate(chunk.data))
+    final: dict[str, Any] = state.get_final_completion().model_dump()
+    return final

@@ -15,9 +15,7 @@ import httpx
 import orjson
 import pytest
 from conformance.fake_anthropic import FakeAnthropic
-from fakes import FakeByteStream, awkward_pieces, recording
-from openai.lib.streaming.chat import ChatCompletionStreamState
-from openai.types.chat import ChatCompletionChunk
+from fakes import FakeByteStream, awkward_pieces, deltas, finishes, recording, sdk_completion
 
 from routemw.capabilities import needs
 from routemw.chat import ChatRequest, parse_chat_request
@@ -832,27 +830,6 @@ async def collect_until_error(body: bytes, **request: Any) -> tuple[list[Chunk],
     return chunks, info.value
 
 
-def deltas(chunks: list[Chunk]) -> list[dict[str, Any]]:
-    return [c.data["choices"][0]["delta"] for c in chunks if c.data["choices"]]
-
-
-def finishes(chunks: list[Chunk]) -> list[str]:
-    return [
-        c.data["choices"][0]["finish_reason"]
-        for c in chunks
-        if c.data["choices"] and c.data["choices"][0]["finish_reason"]
-    ]
-
-
-def accumulate(chunks: list[Chunk]) -> dict[str, Any]:
-    """The message the official SDK's stream helper builds from the chunks."""
-    state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()
-    for chunk in chunks:
-        state.handle_chunk(ChatCompletionChunk.model_validate(chunk.data))
-    final: dict[str, Any] = state.get_final_completion().model_dump()
-    return final
-
-
 def event(name: str, data: Mapping[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
@@ -974,7 +951,7 @@ async def test_tool_use_recording_cut_at_every_offset() -> None:
 async def test_the_openai_sdk_reassembles_the_translated_recordings(
     name: str, expected_content: str | None, expected_calls: list[tuple[str, str, dict[str, Any]]]
 ) -> None:
-    completion = accumulate(await collect(recording(f"anthropic/{name}"), [7, 3]))
+    completion = sdk_completion(await collect(recording(f"anthropic/{name}"), [7, 3]))
     message = completion["choices"][0]["message"]
     assert (message["content"] or "").endswith(expected_content or "")
     if expected_content is None:
@@ -996,7 +973,7 @@ async def test_tool_indexes_count_tools_only_and_the_sdk_reassembles_each_call()
     chunks = await collect(body, [9])
     starts = [d["tool_calls"][0] for d in deltas(chunks) if "tool_calls" in d and "id" in d["tool_calls"][0]]
     assert [(s["index"], s["id"]) for s in starts] == [(0, "toolu_a"), (1, "toolu_b")]
-    message = accumulate(chunks)["choices"][0]["message"]
+    message = sdk_completion(chunks)["choices"][0]["message"]
     assert message["content"] == "Checking both."
     assert [(c["function"]["name"], orjson.loads(c["function"]["arguments"])) for c in message["tool_calls"]] == [
         ("get_weather", {"city": "Paris"}),
@@ -1009,7 +986,7 @@ async def test_a_call_with_only_empty_argument_fragments_gets_an_empty_object() 
     chunks = await collect(message_start() + tool(0, "toolu_a", "get_time", "", "") + ending("tool_use"))
     arguments = [d["tool_calls"][0]["function"]["arguments"] for d in deltas(chunks) if "tool_calls" in d]
     assert arguments == ["", "{}"]
-    assert orjson.loads(accumulate(chunks)["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]) == {}
+    assert orjson.loads(sdk_completion(chunks)["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]) == {}
 
 
 async def test_an_input_given_whole_at_the_block_start_is_sent_as_the_arguments() -> None:

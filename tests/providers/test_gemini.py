@@ -16,9 +16,7 @@ import httpx
 import orjson
 import pytest
 from conformance.gemini_checks import Rejection, check_request
-from fakes import FakeByteStream, awkward_pieces, recording
-from openai.lib.streaming.chat import ChatCompletionStreamState
-from openai.types.chat import ChatCompletionChunk
+from fakes import FakeByteStream, awkward_pieces, deltas, finishes, recording, sdk_completion
 
 from routemw import Action, ProviderConfig, Target, UpstreamError, UpstreamTimeoutError
 from routemw.capabilities import needs
@@ -84,26 +82,6 @@ async def collect(body: bytes, *, include_usage: bool = False, pieces: Sequence[
     request = make_request({"messages": [USER], "stream": True, "stream_options": {"include_usage": include_usage}})
     response = stream_response(body, pieces)
     return [chunk async for chunk in parse_stream(provider, response, request, make_target(provider=provider))]
-
-
-def deltas(chunks: list[Chunk]) -> list[dict[str, Any]]:
-    return [c.data["choices"][0]["delta"] for c in chunks if c.data["choices"]]
-
-
-def finishes(chunks: list[Chunk]) -> list[str]:
-    return [
-        c.data["choices"][0]["finish_reason"]
-        for c in chunks
-        if c.data["choices"] and c.data["choices"][0]["finish_reason"]
-    ]
-
-
-def reassembled(chunks: list[Chunk]) -> dict[str, Any]:
-    """The completion the official SDK's stream helper builds from the chunks."""
-    state: ChatCompletionStreamState[Any] = ChatCompletionStreamState()
-    for chunk in chunks:
-        state.handle_chunk(ChatCompletionChunk.model_validate(chunk.data))
-    return state.get_final_completion().model_dump()
 
 
 def sse(*events: Mapping[str, Any]) -> bytes:
@@ -826,7 +804,7 @@ async def test_text_stream_recording(delivery: str) -> None:
 async def test_usage_is_left_out_unless_asked() -> None:
     chunks = await collect(recording("gemini/stream-text.sse"))
     assert all(c.data["choices"] and "usage" not in c.data for c in chunks)
-    assert reassembled(chunks)["choices"][0]["message"]["content"] == "The capital of France is Paris.\n"
+    assert sdk_completion(chunks)["choices"][0]["message"]["content"] == "The capital of France is Paris.\n"
 
 
 async def test_thinking_stream_recording() -> None:
@@ -862,7 +840,7 @@ async def test_function_call_stream_recording(delivery: str) -> None:
         "total_tokens": 241,
         "completion_tokens_details": {"reasoning_tokens": 202},
     }
-    final = reassembled(chunks)["choices"][0]
+    final = sdk_completion(chunks)["choices"][0]
     assert final["finish_reason"] == "tool_calls"
     assert [(c["function"]["name"], c["function"]["arguments"]) for c in final["message"]["tool_calls"]] == [
         ("get_country", "{}")
@@ -880,7 +858,7 @@ async def test_tool_call_indexes_count_across_events() -> None:
     starts = [d["tool_calls"][0] for d in deltas(chunks) if "tool_calls" in d and "id" in d["tool_calls"][0]]
     assert [(s["index"], s["function"]["name"]) for s in starts] == [(0, "a"), (1, "b"), (2, "a")]
     assert len({s["id"] for s in starts}) == 3
-    final = reassembled(chunks)["choices"][0]
+    final = sdk_completion(chunks)["choices"][0]
     assert final["message"]["content"] == "Let me check."
     assert [c["function"]["arguments"] for c in final["message"]["tool_calls"]] == ['{"x":1}', "{}", '{"x":2}']
     assert final["finish_reason"] == "tool_calls"
