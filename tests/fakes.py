@@ -69,7 +69,7 @@ __all__ = [
 ]
 
 REPO_ROOT: Final = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
-RECORDINGS: Final = REPO_ROOT.parent / "shared" / "reference" / "recordings"
+RECORDINGS: Final = Path(__file__).resolve().parent / "recordings"
 
 API_KEY: Final = "sk-test-secret-123456"
 BACKUP_KEY: Final = "sk-backup-secret-654321"

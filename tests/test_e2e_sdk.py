@@ -13,13 +13,13 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 import openai
 import pytest
+from fakes import RECORDINGS as ALL_RECORDINGS
 from fastapi import FastAPI
 from openai import AsyncOpenAI, OpenAI
 from servers import LiveServer, serve, wait_until
@@ -39,14 +39,7 @@ ECHO_CONFIG: dict[str, Any] = {
 MESSAGES: list[Any] = [{"role": "user", "content": PROMPT}]
 
 
-def _repo_root() -> Path:
-    for directory in Path(__file__).resolve().parents:
-        if (directory / "pyproject.toml").is_file():
-            return directory
-    raise RuntimeError("no pyproject.toml above the tests")
-
-
-RECORDINGS = _repo_root().parent / "shared" / "reference" / "recordings" / "openai"
+RECORDINGS = ALL_RECORDINGS / "openai"
 
 
 @pytest.fixture(scope="module")

@@ -25,3 +25,14 @@ def test_ruff_check_is_clean() -> None:
 def test_mypy_strict_is_clean() -> None:
     result = _run(sys.executable, "-m", "mypy")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_no_test_reads_outside_the_repository() -> None:
+    # A fresh clone has nothing beside it; recordings live in tests/recordings.
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "tests").rglob("*.py")
+        if any(marker in path.read_text(encoding="utf-8") for marker in ('"shared" / "reference"', "../shared"))
+        and path.name != "test_quality.py"
+    ]
+    assert offenders == []

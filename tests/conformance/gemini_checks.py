@@ -22,15 +22,14 @@ import binascii
 import re
 from collections.abc import Iterator, Mapping
 from functools import cache
-from pathlib import Path
 from typing import Any, Final
 
 import orjson
+from fakes import RECORDINGS
 
 __all__ = ["Rejection", "check_request"]
 
-REPO_ROOT: Final = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
-OPENAPI: Final = REPO_ROOT.parent / "shared" / "reference" / "recordings" / "gemini" / "openapi3-v1beta.json"
+OPENAPI: Final = RECORDINGS / "gemini" / "openapi3-v1beta.json"
 
 _DATA_FIELDS: Final = (
     "text",

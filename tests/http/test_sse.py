@@ -9,21 +9,11 @@ from pathlib import Path
 
 import orjson
 import pytest
+from fakes import RECORDINGS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from routemw.http.sse import ServerSentEvent, SSEDecoder, encode_comment, encode_data
-
-
-def _repo_root() -> Path:
-    for parent in Path(__file__).resolve().parents:
-        if (parent / "pyproject.toml").is_file():
-            return parent
-    raise RuntimeError("no pyproject.toml above the tests")
-
-
-RECORDINGS = _repo_root() / ".." / "shared" / "reference" / "recordings"
-needs_recordings = pytest.mark.skipif(not RECORDINGS.is_dir(), reason=f"recordings not found at {RECORDINGS}")
 
 
 def decode(chunks: Iterable[bytes]) -> list[ServerSentEvent]:
@@ -314,14 +304,12 @@ def _id(path: Path) -> str:
     return f"{path.parent.name}/{path.name}"
 
 
-@needs_recordings
 def test_recordings_are_present() -> None:
     names = {_id(p) for p in SSE_FILES}
     assert {"openai/stream-text.sse", "anthropic/stream-thinking.sse", "gemini/stream-text.sse"} <= names
     assert "azure/stream-async-filter.sse" in names
 
 
-@needs_recordings
 @pytest.mark.parametrize("path", SSE_FILES, ids=_id)
 def test_recording_decodes_identically_however_it_is_cut(path: Path) -> None:
     raw = path.read_bytes()
@@ -335,7 +323,6 @@ def test_recording_decodes_identically_however_it_is_cut(path: Path) -> None:
             assert decode(chunks) == whole
 
 
-@needs_recordings
 @pytest.mark.parametrize("path", [p for p in SSE_FILES if p.stat().st_size <= 4096], ids=_id)
 def test_small_recording_cut_at_every_offset(path: Path) -> None:
     raw = path.read_bytes()
@@ -344,7 +331,6 @@ def test_small_recording_cut_at_every_offset(path: Path) -> None:
         assert decode([raw[:offset], raw[offset:]]) == whole, offset
 
 
-@needs_recordings
 @pytest.mark.parametrize("path", _recordings("openai/*.sse"), ids=_id)
 def test_openai_recording_payloads_are_json_then_done(path: Path) -> None:
     events = decode([path.read_bytes()])
@@ -356,7 +342,6 @@ def test_openai_recording_payloads_are_json_then_done(path: Path) -> None:
     assert chunks[-1]["choices"] == [] and "usage" in chunks[-1]
 
 
-@needs_recordings
 def test_openai_text_recording_content() -> None:
     events = decode([(RECORDINGS / "openai" / "stream-text.sse").read_bytes()])
     chunks = [orjson.loads(e.data) for e in events[:-1]]
@@ -365,7 +350,6 @@ def test_openai_text_recording_content() -> None:
     assert finishes[-1] == "stop" and set(finishes[:-1]) == {None}
 
 
-@needs_recordings
 @pytest.mark.parametrize("path", _recordings("anthropic/*.sse"), ids=_id)
 def test_anthropic_recording_event_names_match_payload_types(path: Path) -> None:
     events = decode([path.read_bytes()])
@@ -377,7 +361,6 @@ def test_anthropic_recording_event_names_match_payload_types(path: Path) -> None
         assert orjson.loads(event.data)["type"] == event.event
 
 
-@needs_recordings
 @pytest.mark.parametrize(
     ("name", "count"),
     [("stream-text.sse", 3), ("stream-thinking.sse", 23), ("stream-function-call-thought-signature.sse", 2)],
@@ -392,14 +375,12 @@ def test_gemini_recordings_use_crlf_and_yield_the_expected_events(name: str, cou
     assert all(b"\r" not in e.data for e in events)
 
 
-@needs_recordings
 def test_gemini_text_recording_prompt_token_counts() -> None:
     events = decode([(RECORDINGS / "gemini" / "stream-text.sse").read_bytes()])
     counts = [orjson.loads(e.data)["usageMetadata"]["promptTokenCount"] for e in events]
     assert counts == [15, 15, 13]
 
 
-@needs_recordings
 def test_azure_final_done_without_newline_is_delivered_by_close() -> None:
     raw = (RECORDINGS / "azure" / "stream-async-filter.sse").read_bytes()
     assert raw.endswith(b"data: [DONE]")

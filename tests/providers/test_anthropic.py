@@ -1,7 +1,7 @@
 """The Anthropic adapter on its own: request translation, answers, streams and error classification.
 
 Everything here is pure or fed from in-memory streams; answers and streams are the genuine
-recordings in `../shared/reference/recordings/anthropic` wherever one exists.
+recordings in `tests/recordings/anthropic` wherever one exists.
 """
 
 from __future__ import annotations

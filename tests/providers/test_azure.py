@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
 import orjson
 import pytest
+from fakes import RECORDINGS as ALL_RECORDINGS
 
 from routemw import Gateway
 from routemw.chat import parse_chat_request
@@ -15,7 +14,7 @@ from routemw.errors import Action, ConfigError
 from routemw.providers.azure import AzureProvider
 from routemw.providers.base import Target, parse_stream
 
-RECORDINGS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "recordings" / "azure"
+RECORDINGS = ALL_RECORDINGS / "azure"
 
 
 def _provider(**options: object) -> AzureProvider:
