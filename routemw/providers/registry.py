@@ -30,7 +30,7 @@ BUILTINS: Final = (
     "routemw.providers.openai:register",
     "routemw.providers.echo:register",
     "routemw.providers.anthropic:register",
-    "routemw.providers.azure:register",
+    "routemw.providers.openai.azure:register",
     "routemw.providers.gemini:register",
 )
 

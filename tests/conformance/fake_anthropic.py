@@ -52,7 +52,7 @@ from conformance.model import (
 )
 from fakes import FakeByteStream, awkward_pieces
 
-from routemw.providers.anthropic_request import JSON_OBJECT_SCHEMA, JSON_TOOL
+from routemw.providers.anthropic.request import JSON_OBJECT_SCHEMA, JSON_TOOL
 
 __all__ = ["CREDIT_MESSAGE", "FakeAnthropic", "Rejected"]
 

@@ -25,7 +25,7 @@ from routemw.config import ProviderConfig
 from routemw.errors import Action, UpstreamError
 from routemw.http.sse import ServerSentEvent, SSEDecoder
 from routemw.providers.anthropic import AnthropicProvider
-from routemw.providers.anthropic_request import JSON_TOOL
+from routemw.providers.anthropic.request import JSON_TOOL
 from routemw.providers.base import Target, parse_stream
 
 KEY = "sk-ant-fake-0001"

@@ -22,7 +22,7 @@ from routemw import Action, ProviderConfig, Target
 from routemw.chat import parse_chat_request
 from routemw.http.sse import SSEDecoder
 from routemw.providers.gemini import GeminiProvider
-from routemw.providers.gemini_request import SKIP_SIGNATURE
+from routemw.providers.gemini.request import SKIP_SIGNATURE
 
 KEY = "fake-gemini-key"
 URL = "https://gemini.test/v1beta/models/gemini-2.5-flash:generateContent"

@@ -22,8 +22,8 @@ from routemw.chat import ChatRequest, parse_chat_request
 from routemw.config import ProviderConfig, default_document, load_config
 from routemw.errors import Action, ConfigError, InvalidRequestError, UpstreamError, UpstreamTimeoutError
 from routemw.middleware.capabilities import Refusal, assess
-from routemw.providers.anthropic import AnthropicProvider, claude_family
-from routemw.providers.anthropic_request import JSON_OBJECT_SCHEMA, JSON_TOOL, tool_id
+from routemw.providers.anthropic.adapter import AnthropicProvider, claude_family
+from routemw.providers.anthropic.request import JSON_OBJECT_SCHEMA, JSON_TOOL, tool_id
 from routemw.providers.base import Target, parse_stream
 from routemw.providers.registry import ProviderRegistry
 from routemw.reply import Chunk

@@ -11,8 +11,8 @@ from routemw import Gateway
 from routemw.chat import parse_chat_request
 from routemw.config import ProviderConfig
 from routemw.errors import Action, ConfigError
-from routemw.providers.azure import AzureProvider
 from routemw.providers.base import Target, parse_stream
+from routemw.providers.openai.azure import AzureProvider
 
 RECORDINGS = ALL_RECORDINGS / "azure"
 

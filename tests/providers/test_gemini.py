@@ -25,8 +25,8 @@ from routemw.config.default import default_document
 from routemw.errors import InvalidRequestError
 from routemw.middleware.capabilities import Refusal, assess
 from routemw.providers.base import parse_stream
-from routemw.providers.gemini import ACCEPTED_PARAMS, GeminiProvider
-from routemw.providers.gemini_request import SKIP_SIGNATURE
+from routemw.providers.gemini.adapter import ACCEPTED_PARAMS, GeminiProvider
+from routemw.providers.gemini.request import SKIP_SIGNATURE
 from routemw.providers.registry import ProviderRegistry
 from routemw.reply import Chunk
 

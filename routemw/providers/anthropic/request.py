@@ -45,9 +45,9 @@ from typing import Any, Final
 
 import orjson
 
-from ..chat import ChatRequest
-from ..errors import InvalidRequestError
-from .base import Target
+from ...chat import ChatRequest
+from ...errors import InvalidRequestError
+from ..base import Target
 
 __all__ = ["JSON_OBJECT_SCHEMA", "JSON_TOOL", "anthropic_body", "effective_body", "tool_id", "uses_json_tool"]
 

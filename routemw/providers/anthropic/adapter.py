@@ -1,7 +1,7 @@
 """Anthropic's Messages API (`type: anthropic`): OpenAI chat completions translated both ways.
 
-The request translation lives in `anthropic_request`, the stream state machine, finish reasons
-and the usage rule in `anthropic_stream`, error classification in `anthropic_errors`; each
+The request translation lives in `request`, the stream state machine, finish reasons
+and the usage rule in `stream`, error classification in `anthropic_errors`; each
 module's docstring lists its own deliberate decisions. This module holds the adapter, the model
 families and the non-streaming answer. Decisions taken here:
 
@@ -41,20 +41,20 @@ from typing import Any, Final
 import httpx
 import orjson
 
-from ..capabilities import Capability, Profile
-from ..chat import ChatRequest
-from ..config import ProviderConfig
-from ..errors import ConfigError, UpstreamError
-from ..http.sse import ServerSentEvent
-from ..reply import Chunk, Completion
-from .anthropic_errors import anthropic_error
-from .anthropic_request import JSON_TOOL, anthropic_body, effective_body, uses_json_tool
-from .anthropic_stream import AnthropicStream, finish_reason, openai_usage
-from .base import StreamTranslator, Target
-from .chunks import completion
-from .classify import invalid_response, json_or_none
-from .http_provider import HTTPProvider
-from .sse_translator import SSETranslator
+from ...capabilities import Capability, Profile
+from ...chat import ChatRequest
+from ...config import ProviderConfig
+from ...errors import ConfigError, UpstreamError
+from ...http.sse import ServerSentEvent
+from ...reply import Chunk, Completion
+from ..base import StreamTranslator, Target
+from ..chunks import completion
+from ..classify import invalid_response, json_or_none
+from ..http_provider import HTTPProvider
+from ..sse_translator import SSETranslator
+from .errors import anthropic_error
+from .request import JSON_TOOL, anthropic_body, effective_body, uses_json_tool
+from .stream import AnthropicStream, finish_reason, openai_usage
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_VERSION", "AnthropicProvider", "ClaudeFamily", "claude_family", "register"]
 
@@ -203,7 +203,7 @@ class AnthropicProvider(HTTPProvider):
 
 
 class _Translator(SSETranslator):
-    """SSE framing in front of the event state machine in `anthropic_stream`."""
+    """SSE framing in front of the event state machine in `stream`."""
 
     def __init__(self, machine: AnthropicStream) -> None:
         super().__init__()

@@ -19,18 +19,18 @@ from typing import Any, Final
 import httpx
 import orjson
 
-from ..capabilities import Profile
-from ..chat import ChatRequest
-from ..config import ProviderConfig
-from ..errors import Action, UpstreamError
-from ..http.sse import ServerSentEvent
-from ..reply import Chunk, Completion
-from .base import StreamTranslator, Target
-from .classify import action_for_status, invalid_response, json_or_none, retry_after_seconds
-from .http_provider import HTTPProvider
-from .normalize import normalize_openai
-from .openai_profiles import official_profile
-from .sse_translator import SSETranslator
+from ...capabilities import Profile
+from ...chat import ChatRequest
+from ...config import ProviderConfig
+from ...errors import Action, UpstreamError
+from ...http.sse import ServerSentEvent
+from ...reply import Chunk, Completion
+from ..base import StreamTranslator, Target
+from ..classify import action_for_status, invalid_response, json_or_none, retry_after_seconds
+from ..http_provider import HTTPProvider
+from ..normalize import normalize_openai
+from ..sse_translator import SSETranslator
+from .profiles import official_profile
 
 __all__ = ["OpenAIProvider", "OpenAIStream", "register"]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Final
 
-from ..capabilities import Capability, Profile
+from ...capabilities import Capability, Profile
 
 __all__ = ["official_profile"]
 

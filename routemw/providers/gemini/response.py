@@ -38,10 +38,10 @@ from typing import Any, Final
 
 import orjson
 
-from ..errors import Action, UpstreamError
-from ..reply import Chunk
-from .chunks import ChunkWriter, completion, usage
-from .classify import invalid_response
+from ...errors import Action, UpstreamError
+from ...reply import Chunk
+from ..chunks import ChunkWriter, completion, usage
+from ..classify import invalid_response
 
 __all__ = ["GeminiStream", "completion_from", "finish_reason", "mint_id", "openai_usage"]
 

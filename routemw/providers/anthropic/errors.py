@@ -30,8 +30,8 @@ from typing import Any, Final
 import httpx
 import orjson
 
-from ..errors import Action, UpstreamError
-from .classify import action_for_status, retry_after_seconds
+from ...errors import Action, UpstreamError
+from ..classify import action_for_status, retry_after_seconds
 
 __all__ = ["ERROR_TYPES", "anthropic_error"]
 

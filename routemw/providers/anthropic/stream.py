@@ -13,7 +13,7 @@ Deliberate decisions:
 - Tool calls get OpenAI indexes from their own counter, because Anthropic's block `index` counts
   text and thinking blocks too. A call whose streamed arguments are empty gets `{}` (T5); a call
   given whole in `content_block_start` (some Anthropic-compatible servers) gets that input.
-- The JSON response-format tool (see `anthropic_request`) streams its input as content, and a
+- The JSON response-format tool (see `request`) streams its input as content, and a
   `tool_use` stop with no other tool call finishes as "stop".
 - The finish chunk goes out at the first `message_delta` with a `stop_reason`; the usage chunk (only
   when asked) at `message_stop`, or at the end of input when the upstream dropped `message_stop`
@@ -30,12 +30,12 @@ from typing import Any, Final
 
 import orjson
 
-from ..errors import Action, UpstreamError
-from ..http.sse import ServerSentEvent
-from ..reply import Chunk
-from .anthropic_errors import anthropic_error
-from .chunks import ChunkWriter, usage
-from .classify import invalid_response, json_or_none
+from ...errors import Action, UpstreamError
+from ...http.sse import ServerSentEvent
+from ...reply import Chunk
+from ..chunks import ChunkWriter, usage
+from ..classify import invalid_response, json_or_none
+from .errors import anthropic_error
 
 __all__ = ["AnthropicStream", "finish_reason", "openai_usage"]
 

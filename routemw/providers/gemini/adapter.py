@@ -2,8 +2,8 @@
 
 `base_url` is the bare origin (default `https://generativelanguage.googleapis.com`; one ending in
 `/v1beta` or `/v1` is used as the API root as it is); the key travels in `x-goog-api-key`. The
-translation lives in three modules, each documenting its decisions: `gemini_request` (messages,
-tools, schemas, thought signatures, images), `gemini_response` (finish reasons, minted tool call
+translation lives in three modules, each documenting its decisions: `request` (messages,
+tools, schemas, thought signatures, images), `response` (finish reasons, minted tool call
 ids, thoughts, usage, the stream state machine) and `gemini_errors` (what to retry, what to fall
 back on, what is the client's fault).
 
@@ -30,20 +30,20 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from ..capabilities import Capability, Profile
-from ..chat import ChatRequest
-from ..config import ProviderConfig
-from ..errors import UpstreamError
-from ..http.sse import ServerSentEvent
-from ..reply import Chunk, Completion
-from .base import StreamTranslator, Target
-from .classify import invalid_response, json_or_none
-from .gemini_errors import error_from_body, error_payload, gemini_error
-from .gemini_request import gemini_body
-from .gemini_response import GeminiStream, completion_from
-from .http_provider import HTTPProvider
-from .normalize import normalize_openai
-from .sse_translator import SSETranslator
+from ...capabilities import Capability, Profile
+from ...chat import ChatRequest
+from ...config import ProviderConfig
+from ...errors import UpstreamError
+from ...http.sse import ServerSentEvent
+from ...reply import Chunk, Completion
+from ..base import StreamTranslator, Target
+from ..classify import invalid_response, json_or_none
+from ..http_provider import HTTPProvider
+from ..normalize import normalize_openai
+from ..sse_translator import SSETranslator
+from .errors import error_from_body, error_payload, gemini_error
+from .request import gemini_body
+from .response import GeminiStream, completion_from
 
 __all__ = ["DEFAULT_BASE_URL", "GeminiProvider", "gemini_profile", "register"]
 

@@ -23,13 +23,13 @@ from typing import Any, Final
 
 import httpx
 
-from ..capabilities import Profile
-from ..config import ProviderConfig
-from ..errors import ConfigError
-from ..reply import Chunk
-from .base import Target
-from .openai import OpenAIProvider
-from .openai_profiles import official_profile
+from ...capabilities import Profile
+from ...config import ProviderConfig
+from ...errors import ConfigError
+from ...reply import Chunk
+from ..base import Target
+from .adapter import OpenAIProvider
+from .profiles import official_profile
 
 __all__ = ["AzureProvider", "register"]
 

@@ -27,8 +27,8 @@ from typing import Any, Final
 import httpx
 import orjson
 
-from ..errors import Action, UpstreamError
-from .classify import action_for_status, retry_after_seconds
+from ...errors import Action, UpstreamError
+from ..classify import action_for_status, retry_after_seconds
 
 __all__ = ["error_from_body", "error_payload", "gemini_error"]
 

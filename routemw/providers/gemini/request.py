@@ -43,7 +43,7 @@ from typing import Any, Final
 
 import orjson
 
-from ..errors import InvalidRequestError
+from ...errors import InvalidRequestError
 
 __all__ = ["SKIP_SIGNATURE", "gemini_body", "thought_signature"]
 

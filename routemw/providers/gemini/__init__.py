@@ -1,0 +1,5 @@
+"""Google Gemini's generateContent API: request building, response translation, error mapping."""
+
+from .adapter import GeminiProvider, register
+
+__all__ = ["GeminiProvider", "register"]
