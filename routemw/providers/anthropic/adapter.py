@@ -1,7 +1,7 @@
 """Anthropic's Messages API (`type: anthropic`): OpenAI chat completions translated both ways.
 
 The request translation lives in `request`, the stream state machine, finish reasons
-and the usage rule in `stream`, error classification in `anthropic_errors`; each
+and the usage rule in `stream`, error classification in `errors`; each
 module's docstring lists its own deliberate decisions. This module holds the adapter, the model
 families and the non-streaming answer. Decisions taken here:
 

@@ -4,7 +4,7 @@
 `/v1beta` or `/v1` is used as the API root as it is); the key travels in `x-goog-api-key`. The
 translation lives in three modules, each documenting its decisions: `request` (messages,
 tools, schemas, thought signatures, images), `response` (finish reasons, minted tool call
-ids, thoughts, usage, the stream state machine) and `gemini_errors` (what to retry, what to fall
+ids, thoughts, usage, the stream state machine) and `errors` (what to retry, what to fall
 back on, what is the client's fault).
 
 The profile accepts exactly the OpenAI fields the request translation understands; anything
