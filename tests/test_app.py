@@ -1220,7 +1220,7 @@ async def test_the_fake_upstream_answers_with_recordings_by_default(upstream: Fa
 
 
 async def test_generated_request_ids_are_unique_per_gateway_and_across_gateways() -> None:
-    first, second = Gateway.from_config({}, environ={}), Gateway.from_config({}, environ={})
+    first, second = Gateway.from_config(None, environ={}), Gateway.from_config(None, environ={})
     ids = []
     for gateway in (first, first, second):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://gw") as client:

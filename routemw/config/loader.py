@@ -45,6 +45,8 @@ BUILTIN_PROVIDERS: Final = {"echo": "echo"}
 
 _SHA256: Final = re.compile(r"[0-9a-fA-F]{64}")
 _PROVIDER_KEYS: Final = frozenset({"type", "base_url", "api_key", "timeout", "headers"})
+_QUOTED: Final = re.compile(r"'((?:[^'\\]|\\.)*)'")
+_HARMLESS_QUOTE: Final = re.compile(r"<[a-z ]+>|.|\\(?:[a-z0-9]|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})")
 
 
 def load_config(
@@ -76,12 +78,40 @@ def _read(path: Path) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from exc
-    try:
-        if path.suffix.lower() == ".json":
+    # The parsers' own messages quote the offending line, and that line may hold a literal
+    # `api_key`: only the position and the parser's complaint are reported, never the text. The
+    # parser's exception is not chained (`from None`) so that a traceback cannot show it either.
+    if path.suffix.lower() == ".json":
+        try:
             return json.loads(text)
+        except json.JSONDecodeError as exc:
+            where = f"line {exc.lineno}, column {exc.colno}"
+            raise ConfigError([f"{path}: not valid JSON at {where}: {exc.msg}"]) from None
+    try:
         return yaml.safe_load(text) or {}
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ConfigError([f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}"]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML{_yaml_problem(exc, text)}"]) from None
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
+    """Where and what, from a PyYAML error, without any of the document's text."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        problem = _QUOTED.sub(_redact_quoted, exc.problem or "syntax error")
+        context = f" ({_QUOTED.sub(_redact_quoted, exc.context)})" if exc.context else ""
+        return f" at line {mark.line + 1}, column {mark.column + 1}: {problem}{context}"
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        return f" at line {line}, column {column}: {exc.reason}"
+    return f": {type(exc).__name__}"
+
+
+def _redact_quoted(match: re.Match[str]) -> str:
+    # PyYAML quotes token kinds ('<stream end>') and single characters ('\t'), which say what is
+    # wrong without revealing anything; longer quotes are names from the document (an alias, a
+    # tag), which may be part of a secret.
+    return match.group(0) if _HARMLESS_QUOTE.fullmatch(match.group(1)) else "'...'"
 
 
 class _Validator(FieldReader):
@@ -90,6 +120,9 @@ class _Validator(FieldReader):
     def __init__(self, problems: list[str], provider_types: ProviderTypes | None) -> None:
         super().__init__(problems)
         self.provider_types = provider_types
+        # Every provider name in the document, valid or not: a route naming a provider whose own
+        # entry is broken has that one problem, reported at the provider, not again per route.
+        self.declared: frozenset[str] = frozenset()
 
     def gateway(self, document: Any, origin: str) -> GatewayConfig | None:
         allowed = frozenset({"server", "providers", "models", "keys", "auth", "retry", "params"})
@@ -98,6 +131,13 @@ class _Validator(FieldReader):
             return None
         providers = self.providers(data.get("providers"), "providers")
         models = self.models(data.get("models"), "models", providers)
+        if data.get("models") is None or data.get("models") == {}:
+            # Loading would succeed and serve nothing: every request a 404. Say what is missing.
+            self.problem(
+                "models",
+                "required: at least one model, routed to a provider declared under `providers` "
+                "(or to the built-in `echo`); this configuration serves nothing",
+            )
         keys = self.keys(data.get("keys"), "keys", models)
         auth = self.auth(data.get("auth"), "auth")
         if auth.mode == "keys" and not keys and not any(p.startswith("keys") for p in self.problems):
@@ -128,6 +168,7 @@ class _Validator(FieldReader):
 
     def providers(self, value: Any, path: str) -> dict[str, ProviderConfig]:
         data = self.mapping(value, path) or {}
+        self.declared = frozenset(data)
         out: dict[str, ProviderConfig] = {}
         for name, item in data.items():
             provider = self.provider(name, item, join(path, name))
@@ -228,19 +269,17 @@ class _Validator(FieldReader):
             return None
         provider = self.string(data.get("provider"), join(path, "provider"))
         model = self.string(data.get("model"), join(path, "model"))
-        if provider is not None and provider not in providers and provider not in BUILTIN_PROVIDERS:
-            known = ", ".join(sorted({*providers, *BUILTIN_PROVIDERS}))
+        if provider is not None and provider not in self.declared and provider not in BUILTIN_PROVIDERS:
+            known = ", ".join(sorted({*self.declared, *BUILTIN_PROVIDERS}))
             self.problem(join(path, "provider"), f"unknown provider {provider!r}; declared providers: {known}")
-            return None
-        if provider is None or model is None:
-            return None
-        return RouteConfig(
-            provider=provider,
-            model=model,
-            weight=self.field(data, "weight", path, self.positive, 1.0),
-            params=self.field(data, "params", path, self.free_map, MappingProxyType({})),
-            capabilities=self.field(data, "capabilities", path, self.capabilities, MappingProxyType({})),
+        weight = self.field(data, "weight", path, self.positive, None)  # None: not given (see RouteConfig)
+        params: Mapping[str, Any] = self.field(data, "params", path, self.free_map, MappingProxyType({}))
+        capabilities: Mapping[str, bool | int] = self.field(
+            data, "capabilities", path, self.capabilities, MappingProxyType({})
         )
+        if provider is None or model is None or provider not in {*providers, *BUILTIN_PROVIDERS}:
+            return None
+        return RouteConfig(provider, model, weight=weight, params=params, capabilities=capabilities)
 
     def keys(self, value: Any, path: str, models: Mapping[str, ModelConfig]) -> tuple[KeyConfig, ...]:
         if value is None:

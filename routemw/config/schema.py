@@ -52,11 +52,16 @@ class ProviderConfig:
 
 @dataclass(frozen=True, slots=True)
 class RouteConfig:
-    """One candidate for a public model: a provider and the model name it knows."""
+    """One candidate for a public model: a provider and the model name it knows.
+
+    `weight` is None when the route does not set one. Whether any route of a model sets it is
+    what decides between a weighted choice and an ordered preference (see `routing.catalog`),
+    so its absence is kept rather than filled in with 1.
+    """
 
     provider: str
     model: str
-    weight: float = 1.0
+    weight: float | None = None
     params: Mapping[str, Any] = field(default_factory=_empty)  # defaults for keys the client did not send
     capabilities: Mapping[str, bool | int] = field(default_factory=_empty)
 

@@ -1,9 +1,10 @@
 """The order of candidates, their health, and the one deadline over all of them.
 
 Candidates are tried in order: the model's routes (shuffled by weight when the routes carry
-weights, so load spreads instead of preferring one provider), then each fallback model's. A
-target cooling down is skipped and the skip recorded; if every target is cooling, the one that
-recovers soonest is tried anyway rather than failing without an attempt. Each target gets the
+weights, equal ones included, so load spreads instead of preferring one provider; as written
+when no route set a weight), then each fallback model's. A target cooling down is skipped and
+the skip recorded; if every target is cooling, the one that recovers soonest is tried anyway
+rather than failing without an attempt. Each target gets the
 rest of the pipeline afresh (retries, translation, dispatch), so nothing from a failed attempt
 leaks into the next. An error classified `Action.STOP` is the client's and goes straight back.
 
@@ -35,8 +36,9 @@ logger = logging.getLogger("routemw")
 def weighted_order(targets: Sequence[Target], rand: Callable[[], float] = random.random) -> list[Target]:
     """Targets in a random order where each comes first with probability proportional to its weight.
 
-    Consecutive runs of the same public model are shuffled among themselves, and only when some
-    route in the run has a weight other than 1; fallback models always stay behind.
+    Consecutive runs of the same public model are shuffled among themselves, and only when the
+    run's routes carry weights (the catalog gives all of a model's routes one, or none); fallback
+    models always stay behind.
     """
     ordered: list[Target] = []
     start = 0
@@ -45,9 +47,9 @@ def weighted_order(targets: Sequence[Target], rand: Callable[[], float] = random
         while end < len(targets) and targets[end].public_model == targets[start].public_model:
             end += 1
         run = list(targets[start:end])
-        if any(t.weight != 1.0 for t in run):
+        if any(t.weight is not None for t in run):
             # Efraimidis-Spirakis: sorting by u^(1/w) draws a weighted permutation in one pass.
-            run.sort(key=lambda t: rand() ** (1.0 / t.weight), reverse=True)
+            run.sort(key=lambda t: rand() ** (1.0 / (t.weight or 1.0)), reverse=True)
         ordered += run
         start = end
     return ordered

@@ -109,7 +109,7 @@ class Target:
     public_model: str  # what the client asked for (or the fallback model this target serves)
     profile: Profile = field(default_factory=Profile)  # adapter's profile with config overrides
     params: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # route defaults
-    weight: float = 1.0
+    weight: float | None = None  # None: the model's routes are an ordered preference, not weighted
     drop: frozenset[str] = frozenset()  # request fields to leave out for this request (disclosed)
     clamp: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))  # field -> value
     # "provider/model": the target's name in health state, traces, logs and refusals. Made once

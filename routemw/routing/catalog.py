@@ -1,4 +1,12 @@
-"""Public model ids and their ordered candidate targets, built once from the configuration."""
+"""Public model ids and their ordered candidate targets, built once from the configuration.
+
+A model's routes are either a weighted choice or an ordered preference, decided here once: if
+any route sets `weight`, every route of the model gets one (1 where unset) and the fallback
+middleware draws the order per request in proportion to them, equal weights included; if none
+does, targets carry no weight and are tried in the order written. Looking at the values instead
+(weighted only when some weight differs from 1) sent every request to the first of two routes
+with `weight: 1` each.
+"""
 
 from __future__ import annotations
 
@@ -59,6 +67,7 @@ class Catalog:
     def build(cls, config: GatewayConfig, providers: Mapping[str, Provider]) -> Catalog:
         entries: dict[str, ModelEntry] = {}
         for model in config.models.values():
+            weighted = any(route.weight is not None for route in model.routes)
             targets = tuple(
                 Target(
                     provider=providers[route.provider],
@@ -70,7 +79,7 @@ class Catalog:
                     .override(model.capabilities)
                     .override(route.capabilities),
                     params=route.params,
-                    weight=route.weight,
+                    weight=(1.0 if route.weight is None else route.weight) if weighted else None,
                 )
                 for route in model.routes
             )

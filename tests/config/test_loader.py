@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from routemw.cli import main
 from routemw.config import GatewayConfig, ModelConfig, ProviderConfig, RouteConfig, default_document, load_config
 from routemw.errors import ConfigError
 from routemw.providers.registry import ProviderRegistry
@@ -47,9 +48,16 @@ def types() -> Mapping[str, frozenset[str]]:
     return ProviderRegistry.default(plugins=False).types
 
 
+def serving(source: Any) -> Any:
+    """A document about other sections gets the echo model, since a config serving nothing is refused."""
+    if isinstance(source, Mapping) and "models" not in source:
+        return {**source, "models": {"echo": ECHO_MODEL}}
+    return source
+
+
 def problems_of(source: Any, environ: Mapping[str, str] | None = None, **kwargs: Any) -> tuple[str, ...]:
     with pytest.raises(ConfigError) as info:
-        load_config(source, environ={} if environ is None else environ, **kwargs)
+        load_config(serving(source), environ={} if environ is None else environ, **kwargs)
     problems = info.value.problems
     for problem in problems:  # every problem is also in the exception's message
         assert problem in str(info.value)
@@ -57,7 +65,7 @@ def problems_of(source: Any, environ: Mapping[str, str] | None = None, **kwargs:
 
 
 def load(source: Any, environ: Mapping[str, str] | None = None, **kwargs: Any) -> GatewayConfig:
-    return load_config(source, environ={} if environ is None else environ, **kwargs)
+    return load_config(serving(source), environ={} if environ is None else environ, **kwargs)
 
 
 # --- sources ----------------------------------------------------------------------------------
@@ -107,14 +115,41 @@ def test_example_without_provider_types() -> None:
     check_example(load(yaml.safe_load(EXAMPLE), ENV), "<mapping>")
 
 
-def test_empty_document_gives_defaults() -> None:
-    assert load({}) == GatewayConfig()
+SERVES_NOTHING = (
+    "models: required: at least one model, routed to a provider declared under `providers` "
+    "(or to the built-in `echo`); this configuration serves nothing"
+)
 
 
-def test_empty_yaml_file_gives_defaults(tmp_path: Path) -> None:
+@pytest.mark.parametrize("document", [{}, {"models": None}, {"models": {}}, {"providers": {"p": {"type": "openai"}}}])
+def test_a_config_that_serves_nothing_is_refused_saying_what_is_missing(document: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(document, environ={})
+    assert info.value.problems == (SERVES_NOTHING,)
+
+
+def test_an_empty_yaml_file_is_refused_saying_what_is_missing(tmp_path: Path) -> None:
     path = tmp_path / "empty.yaml"
     path.write_text("# nothing here\n", encoding="utf-8")
-    assert load(path) == GatewayConfig(source=str(path))
+    assert problems_of(path) == (SERVES_NOTHING,)
+
+
+@pytest.mark.parametrize("text", ["", "# nothing here\n", "providers:\n  openai: {type: openai}\n"])
+def test_routemw_check_refuses_a_config_that_serves_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    path = tmp_path / "routemw.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert main(["check", "--config", str(path)]) != 0
+    captured = capsys.readouterr()
+    assert f"  - {SERVES_NOTHING}" in captured.err.splitlines()
+    assert "ok" not in captured.out
+
+
+def test_a_document_with_only_the_echo_model_gives_defaults_for_the_rest() -> None:
+    config = load({"models": {"echo": ECHO_MODEL}})
+    assert config == GatewayConfig(models=config.models)
+    assert config.models["echo"].routes == (RouteConfig("echo", "echo"),)
 
 
 def test_loaded_config_is_read_only() -> None:
@@ -130,6 +165,43 @@ def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
     path.write_text("models: {gpt-4o: [unclosed\n", encoding="utf-8")
     (problem,) = problems_of(path)
     assert problem.startswith(f"{path}: not valid YAML")
+
+
+SECRET = "sk-live-0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        (f"providers:\n  openai: {{type: openai, api_key: {SECRET}: x}}\n", "line 2, column"),
+        (f"providers:\n  openai:\n    api_key: {SECRET}\n   type: openai\n", "line 4, column 4"),
+        (f"providers:\n  openai:\n    api_key: *{SECRET}\n", "line 3, column 14"),
+        (f'providers:\n  openai:\n    api_key: "{SECRET}\\q"\n', "line 3, column 40"),
+        (f"providers:\n  openai:\n\tapi_key: {SECRET}\n", "line 3, column 1"),
+    ],
+)
+def test_a_yaml_syntax_error_gives_file_line_and_column_but_no_text_of_the_line(
+    tmp_path: Path, text: str, where: str
+) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    (problem,) = info.value.problems
+    assert problem.startswith(f"{path}: not valid YAML at {where}")
+    # Not the secret, nor any piece of it; and not through the exception chain (a traceback) either.
+    for text_piece in (SECRET, SECRET[:8], SECRET[-8:], "api_key"):
+        assert text_piece not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_a_json_syntax_error_gives_file_line_and_column_but_no_text_of_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text(f'{{"providers": {{\n  "openai": {{"api_key": "{SECRET}" "type": "openai"}}}}}}', encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert info.value.problems == (f"{path}: not valid JSON at line 2, column 52: Expecting ',' delimiter",)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
 def test_invalid_json_names_the_file(tmp_path: Path) -> None:
@@ -171,9 +243,43 @@ def test_variables_and_defaults() -> None:
     assert dict(config.providers["p"].headers) == {"x-team": "team-a", "x-fixed": "fallback value"}
 
 
-def test_double_dollar_is_a_literal() -> None:
-    config = load({"providers": {"p": {"type": "openai", "headers": {"x": "$${NOT_A_VAR}", "y": "cost: $5"}}}})
-    assert dict(config.providers["p"].headers) == {"x": "${NOT_A_VAR}", "y": "cost: $5"}
+def test_double_dollar_is_a_literal_dollar() -> None:
+    headers = {"x": "$${NOT_A_VAR}", "y": "cost: $$5", "z": "pa$$word$$", "w": "$$$${A}"}
+    config = load({"providers": {"p": {"type": "openai", "headers": headers}}, "models": {"echo": ECHO_MODEL}})
+    assert dict(config.providers["p"].headers) == {"x": "${NOT_A_VAR}", "y": "cost: $5", "z": "pa$word$", "w": "$${A}"}
+
+
+UNTERMINATED = "`${` must be followed by a variable name and a closing `}`; write `$$` for a literal `$`"
+SHELL_STYLE = "a shell-style `$VAR` is not interpolated: write `${VAR}`, or write `$$` for a literal `$`"
+LONE_DOLLAR = "a `$` must start `${VAR}`; write `$$` for a literal `$`"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("${OPENAI_API_KEY", UNTERMINATED),
+        ("${1BAD}", UNTERMINATED),
+        ("$OPENAI_API_KEY", SHELL_STYLE),
+        ("sk-$ecret", SHELL_STYLE),
+        ("cost: $5", LONE_DOLLAR),
+        ("trailing$", LONE_DOLLAR),
+    ],
+)
+def test_a_dollar_that_is_not_a_reference_is_an_error_naming_the_path(value: str, message: str) -> None:
+    document = {"providers": {"p": {"type": "openai", "api_key": value}}, "models": {"echo": ECHO_MODEL}}
+    problems = problems_of(document, {"OPENAI_API_KEY": "sk-from-env"})
+    assert problems == (f"providers.p.api_key: {message}",)
+
+
+def test_malformed_references_are_reported_everywhere_without_quoting_the_value() -> None:
+    document = {
+        "providers": {"p": {"type": "openai", "api_key": "sk-$ecret-$ecret-${A", "headers": {"h": "${B"}}},
+        "models": {"echo": ECHO_MODEL},
+    }
+    problems = problems_of(document, {"A": "a", "B": "b"})
+    paths = [p.split(":")[0] for p in problems]
+    assert paths == ["providers.p.api_key", "providers.p.api_key", "providers.p.headers.h"]
+    assert not any("ecret" in p for p in problems)
 
 
 def test_substituted_values_are_not_interpolated_again() -> None:
@@ -276,7 +382,7 @@ def test_several_problems_are_reported_together(types: Mapping[str, frozenset[st
         "providers.b.type: required (the adapter to use, for example `openai`)",
         "providers.c.base_url: expected an http:// or https:// URL, got 'ftp://x'",
         "providers.c.timeout: must be greater than 0",
-        "models.m.routes[0].provider: unknown provider 'missing'; declared providers: c, echo",
+        "models.m.routes[0].provider: unknown provider 'missing'; declared providers: a, b, c, echo",
         "models.m.fallbacks[0]: unknown model 'ghost'",
         "models.n.routes: required: a non-empty list of {provider, model}",
         "keys[0]: needs exactly one of `key` and `sha256`",
@@ -293,6 +399,22 @@ def test_several_problems_are_reported_together(types: Mapping[str, frozenset[st
 def test_unknown_provider_type_lists_known_types(types: Mapping[str, frozenset[str]]) -> None:
     problems = problems_of({"providers": {"claude": {"type": "claude-native"}}}, provider_types=types)
     assert problems == (f"providers.claude.type: unknown provider type 'claude-native'; known types: {KNOWN}",)
+
+
+def test_an_unknown_provider_type_is_reported_once_not_again_in_each_route(types: Mapping[str, frozenset[str]]) -> None:
+    route = {"provider": "claude", "model": "claude-sonnet-4-5"}
+    document = {
+        "providers": {"claude": {"type": "claude-native"}, "bad": {"base_url": "https://x"}},
+        "models": {
+            "a": {"routes": [route]},
+            "b": {"routes": [route, {"provider": "bad", "model": "x", "weight": -1}]},
+        },
+    }
+    assert problems_of(document, provider_types=types) == (
+        f"providers.claude.type: unknown provider type 'claude-native'; known types: {KNOWN}",
+        "providers.bad.type: required (the adapter to use, for example `openai`)",
+        "models.b.routes[1].weight: must be at least 0, got -1",
+    )
 
 
 def test_any_provider_type_is_accepted_without_provider_types() -> None:
@@ -376,6 +498,12 @@ def test_echo_is_a_provider_without_being_declared() -> None:
     config = load({"models": {"e": {"routes": [{"provider": "echo", "model": "anything"}]}}})
     assert config.providers == {}
     assert config.models["e"].routes == (RouteConfig("echo", "anything"),)
+
+
+def test_the_config_remembers_whether_a_route_set_its_weight() -> None:
+    routes = [{"provider": "echo", "model": "a", "weight": 1}, {"provider": "echo", "model": "b"}]
+    config = load({"models": {"m": {"routes": routes}}})
+    assert [r.weight for r in config.models["m"].routes] == [1.0, None]
 
 
 def test_route_settings() -> None:

@@ -197,7 +197,7 @@ async def test_a_fallback_model_the_account_may_not_use_is_never_tried(upstream:
     assert "third" not in error_of(driver)["message"]
 
 
-def _targets(spec: Sequence[tuple[str, str, float]]) -> list[Target]:
+def _targets(spec: Sequence[tuple[str, str, float | None]]) -> list[Target]:
     providers = {name: OpenAIProvider(ProviderConfig(name=name, type="openai")) for name, _, _ in spec}
     return [
         Target(provider=providers[name], model=f"{name}-model", public_model=public, weight=weight)
@@ -243,7 +243,7 @@ def test_weighted_order_is_a_permutation_and_fallback_models_stay_behind() -> No
 
 
 def test_routes_without_weights_keep_their_configured_order() -> None:
-    targets = _targets([("a", "m", 1.0), ("b", "m", 1.0), ("c", "m", 1.0)])
+    targets = _targets([("a", "m", None), ("b", "m", None), ("c", "m", None)])
 
     def no_randomness() -> float:
         raise AssertionError("unweighted routes must not be shuffled")
