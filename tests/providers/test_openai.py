@@ -16,17 +16,32 @@ import pytest
 from fakes import (
     API_KEY,
     FakeByteStream,
+    FakeOpenAI,
     awkward_pieces,
     data_payloads,
+    drive,
     recording,
+    route_hosts,
     split_events,
     sse_from_jsonl,
 )
 
-from routemw import Action, OpenAIProvider, ProviderConfig, Target, UpstreamError, UpstreamTimeoutError
+from routemw import (
+    Action,
+    ConfigError,
+    Gateway,
+    OpenAIProvider,
+    ProviderConfig,
+    Target,
+    UpstreamError,
+    UpstreamTimeoutError,
+)
+from routemw.capabilities import Profile
 from routemw.chat import ChatRequest, parse_chat_request
+from routemw.config import load_config
 from routemw.providers.base import parse_stream
 from routemw.providers.classify import retry_after_seconds
+from routemw.providers.registry import ProviderRegistry
 from routemw.reply import Chunk, Completion
 
 BASE_URL = "https://upstream.test/v1"
@@ -516,3 +531,86 @@ def test_a_read_timeout_is_an_upstream_timeout() -> None:
     assert isinstance(error, UpstreamTimeoutError)
     assert error.action is Action.RETRY
     assert error.status_code == 504
+
+
+# -- `profiles`: whether the upstream serves OpenAI's models ------------------------------------
+
+PROXY_URL = "https://llm-proxy.corp.test/v1"
+O3_MINI: dict[str, Any] = {"model": "o3-mini", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.mark.parametrize(
+    ("base_url", "profiles", "openai_models"),
+    [
+        (None, None, True),  # OpenAI's own URL: on by default
+        ("https://api.openai.com/v1", None, True),
+        (PROXY_URL, None, False),  # any other URL: off by default
+        (PROXY_URL, "openai", True),
+        (None, "none", False),
+    ],
+)
+def test_profiles_decide_whether_openai_model_knowledge_applies(
+    base_url: str | None, profiles: str | None, openai_models: bool
+) -> None:
+    options = {} if profiles is None else {"profiles": profiles}
+    provider = OpenAIProvider(ProviderConfig(name="up", type="openai", base_url=base_url, options=options))
+    profile = provider.profile("o3-mini")
+
+    if openai_models:
+        assert profile.output_tokens_field == "max_completion_tokens"
+        assert profile.flags()["logprobs"] is False
+    else:
+        assert profile == Profile()
+
+
+def proxied(upstream: FakeOpenAI, **extra: Any) -> Gateway:
+    document: dict[str, Any] = {
+        "providers": {"proxy": {"type": "openai", "base_url": PROXY_URL, "api_key": API_KEY, "profiles": "openai"}},
+        "models": {"o3-mini": {"routes": [{"provider": "proxy", "model": "o3-mini"}]}},
+        **extra,
+    }
+    transport = httpx.MockTransport(route_hosts({"llm-proxy.corp.test": upstream}))
+    return Gateway.from_config(document, environ={}, transport=transport)
+
+
+async def test_through_a_proxy_with_openai_profiles_a_reasoning_model_gets_max_completion_tokens() -> None:
+    upstream = FakeOpenAI(models={"o3-mini"})
+    driver = await drive(proxied(upstream), json={**O3_MINI, "max_tokens": 50})
+
+    assert driver.status == 200
+    (sent,) = upstream.requests
+    assert sent.body["max_completion_tokens"] == 50
+    assert "max_tokens" not in sent.body
+
+
+async def test_through_a_proxy_with_openai_profiles_temperature_is_refused_before_any_upstream_call() -> None:
+    upstream = FakeOpenAI(models={"o3-mini"})
+    driver = await drive(proxied(upstream), json={**O3_MINI, "temperature": 0.2})
+
+    assert driver.status == 400
+    error = driver.json()["error"]
+    assert (error["param"], error["code"]) == ("temperature", "unsupported_parameter")
+    assert upstream.requests == []
+
+
+async def test_through_a_proxy_with_openai_profiles_temperature_is_dropped_under_the_drop_policy() -> None:
+    upstream = FakeOpenAI(models={"o3-mini"})
+    app = proxied(upstream, params={"unsupported": "drop"})
+    driver = await drive(app, json={**O3_MINI, "temperature": 0.2})
+
+    assert driver.status == 200
+    assert driver.header("x-routemw-dropped-params") == "temperature"
+    (sent,) = upstream.requests
+    assert "temperature" not in sent.body
+
+
+def test_profiles_is_an_openai_option_and_its_value_is_checked_naming_the_path() -> None:
+    types = ProviderRegistry.default(plugins=False).types
+    document: dict[str, Any] = {
+        "providers": {"proxy": {"type": "openai", "base_url": PROXY_URL, "profiles": "OpenAI"}},
+        "models": {"m": {"routes": [{"provider": "proxy", "model": "o3-mini"}]}},
+    }
+    assert load_config(document, environ={}, provider_types=types).providers["proxy"].options["profiles"] == "OpenAI"
+    with pytest.raises(ConfigError) as info:
+        Gateway.from_config(document, environ={})
+    assert info.value.problems == ("providers.proxy.profiles: expected one of openai, none, got 'OpenAI'",)

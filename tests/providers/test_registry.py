@@ -71,7 +71,7 @@ def test_default_has_openai_and_echo(monkeypatch: pytest.MonkeyPatch) -> None:
     registry = ProviderRegistry.default()
     assert "openai" in registry and "echo" in registry
     assert set(registry.types) == {name for name in BUILTIN_TYPES}
-    assert registry.types["openai"] == frozenset({"organization", "project"})
+    assert registry.types["openai"] == frozenset({"organization", "project", "profiles"})
     assert registry.types["echo"] == frozenset({"script", "chunk_delay"})
 
 
@@ -244,4 +244,4 @@ def test_types_view_is_read_only() -> None:
     with pytest.raises(AttributeError):
         types["openai"].add("api_version")
     assert "evil" not in registry
-    assert registry.types["openai"] == frozenset({"organization", "project"})
+    assert registry.types["openai"] == frozenset({"organization", "project", "profiles"})

@@ -6,6 +6,12 @@ applies, the client's own bytes are forwarded without re-encoding. Unknown field
 untouched, because the OpenAI API grows every month and a gateway must not be the reason a new
 field cannot be used.
 
+Which models the upstream serves is the `profiles` option's to say: `openai` (the default for
+OpenAI's own URL) applies OpenAI's per-family profiles, so a reasoning model reached through a
+corporate proxy or a regional endpoint still gets `max_completion_tokens` and has its sampling
+parameters checked before any upstream call; `none` (the default for every other URL) leaves
+every capability unknown. The base URL alone cannot tell a proxy in front of OpenAI from a vLLM.
+
 Responses keep the upstream's bytes as well. Stream chunks are decoded (to find errors, the
 finish, and to skip Azure-style `choices: []` preambles) but forwarded as the upstream framed
 them unless something changed.
@@ -22,7 +28,7 @@ import orjson
 from ...capabilities import Profile
 from ...chat import ChatRequest
 from ...config import ProviderConfig
-from ...errors import Action, UpstreamError
+from ...errors import Action, ConfigError, UpstreamError
 from ...http.sse import ServerSentEvent
 from ...reply import Chunk, Completion
 from ..base import StreamTranslator, Target
@@ -35,6 +41,7 @@ from .profiles import official_profile
 __all__ = ["OpenAIProvider", "OpenAIStream", "register"]
 
 DEFAULT_BASE_URL: Final = "https://api.openai.com/v1"
+PROFILES: Final = ("openai", "none")  # values of the `profiles` option
 _DONE: Final = b"[DONE]"
 # Codes that mean "this target cannot take this parameter or model", which another target may.
 _TARGET_SPECIFIC_CODES: Final = frozenset({"unsupported_parameter", "unsupported_value", "model_not_supported"})
@@ -47,7 +54,15 @@ class OpenAIProvider(HTTPProvider):
 
     def __init__(self, config: ProviderConfig, *, default_base_url: str = DEFAULT_BASE_URL) -> None:
         self._base_url = config.base_url or default_base_url
-        self._official = self._base_url == DEFAULT_BASE_URL
+        default_profiles = "openai" if self._base_url == DEFAULT_BASE_URL else "none"
+        profiles = config.options.get("profiles", default_profiles)
+        if profiles not in PROFILES:
+            # Checked here, where the adapter is built from the loaded config (at `check` and at
+            # start-up), with the path the loader would give it.
+            raise ConfigError(
+                [f"providers.{config.name}.profiles: expected one of {', '.join(PROFILES)}, got {profiles!r}"]
+            )
+        self._openai_models = profiles == "openai"
         self._url = httpx.URL(self._base_url + "/chat/completions")
         # Configured headers come last, so a deployment can replace even the auth scheme.
         super().__init__(config, {**self.auth_headers(config), **{k.lower(): v for k, v in config.headers.items()}})
@@ -67,7 +82,7 @@ class OpenAIProvider(HTTPProvider):
         return self._url
 
     def profile(self, model: str) -> Profile:
-        return official_profile(model) if self._official else Profile()
+        return official_profile(model) if self._openai_models else Profile()
 
     def build_request(self, request: ChatRequest, target: Target) -> httpx.Request:
         return self.post(self.url_for(target), request.stream, self.encode_body(request, target))
@@ -214,4 +229,4 @@ def _has_finish(data: Mapping[str, Any]) -> bool:
 
 
 def register(registry: Any) -> None:
-    registry.register("openai", OpenAIProvider, options=("organization", "project"))
+    registry.register("openai", OpenAIProvider, options=("organization", "project", "profiles"))

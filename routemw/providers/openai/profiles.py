@@ -1,9 +1,10 @@
-"""What OpenAI's own models can do, by family, for `api.openai.com`.
+"""What OpenAI's own models can do, by family.
 
-Only OpenAI's official endpoint gets these profiles: a server that merely speaks the OpenAI
-format (vLLM, Ollama, Groq...) gets an empty profile, every capability unknown, unless the
-config says otherwise. Figures are OpenAI's published limits; where a family is unknown the
-profile stays empty rather than guess.
+They apply where the upstream serves OpenAI's models: OpenAI's official endpoint, and any other
+base URL whose provider says `profiles: openai` (a corporate proxy, a regional endpoint). A
+server that merely speaks the OpenAI format (vLLM, Ollama, Groq...) gets an empty profile, every
+capability unknown, unless the config says otherwise. Figures are OpenAI's published limits;
+where a family is unknown the profile stays empty rather than guess.
 """
 
 from __future__ import annotations
