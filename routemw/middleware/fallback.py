@@ -7,6 +7,10 @@ the skip recorded; if every target is cooling, the one that recovers soonest is 
 rather than failing without an attempt. Each target gets the
 rest of the pipeline afresh (retries, translation, dispatch), so nothing from a failed attempt
 leaks into the next. An error classified `Action.STOP` is the client's and goes straight back.
+A refusal of one of the request's parameters (`unsupported_parameter` / `unsupported_value`)
+falls back, since another target may take it; when every target tried refused that way, the
+last refusal goes back as the upstream gave it (a 400 naming the parameter), not as a 502: the
+caller has something to fix, and retrying the same request will not help.
 
 The request's deadline (`retry.timeout`) is set here on `call.deadline` and enforced where the
 waiting happens: each attempt's timeout is cut to what is left of it (the dispatcher), a retry
@@ -21,6 +25,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from ..errors import Action, AllTargetsFailedError, UpstreamError
 from ..pipeline import Call, Handler
@@ -29,6 +34,10 @@ from ..reply import Reply
 from ..routing.health import HealthStore
 
 __all__ = ["FallbackMiddleware", "weighted_order"]
+
+# Upstream codes for "this target does not take this parameter or value": worth another target,
+# and the client's to fix when no target takes it.
+_PARAMETER_REFUSALS = frozenset({"unsupported_parameter", "unsupported_value"})
 
 logger = logging.getLogger("routemw")
 
@@ -73,6 +82,7 @@ class FallbackMiddleware:
         call.deadline = min(call.deadline, self.clock() + self.timeout)
         targets = weighted_order(call.candidates, self.rand)
         cooling: list[tuple[float, Target]] = []
+        last_error: UpstreamError | None = None
         # The deadline is enforced where the waiting happens, in each attempt's cancel scope (the
         # dispatcher) and before each retry's sleep (the retry stop); here it ends the loop.
         for index, target in enumerate(targets):
@@ -86,17 +96,32 @@ class FallbackMiddleware:
                 cooling.append((until, target))
                 continue
             reply = await self._try(call, next, target)
-            if reply is not None:
+            if not isinstance(reply, UpstreamError):
                 self._disclose(call, target, fallbacks=index)
                 return reply
+            last_error = reply
         if cooling and len(cooling) == len(targets) and self.clock() < call.deadline:
             # Every target is cooling: one try at the likeliest beats failing untried.
             _, target = min(cooling, key=lambda pair: pair[0])
             reply = await self._try(call, next, target)
-            if reply is not None:
+            if not isinstance(reply, UpstreamError):
                 self._disclose(call, target, fallbacks=targets.index(target))
                 return reply
+            return self._give_up(call, reply, untried=len(cooling) > 1)
+        return self._give_up(call, last_error, untried=bool(cooling))
+
+    def _give_up(self, call: Call, last_error: UpstreamError | None, *, untried: bool) -> NoReturn:
+        """Raise what the client gets when no target answered; `untried`: some were never called."""
         deadline_passed = self.clock() >= call.deadline
+        failures = [a for a in call.attempts if a.action is not None]
+        if (
+            last_error is not None
+            and not untried
+            and not deadline_passed
+            and failures
+            and all(a.status == 400 and a.code in _PARAMETER_REFUSALS for a in failures)
+        ):
+            raise last_error
         raise AllTargetsFailedError(call.request.model, call.attempts, deadline_passed=deadline_passed)
 
     async def _cooling_until(self, target: Target) -> float | None:
@@ -104,8 +129,8 @@ class FallbackMiddleware:
             return None
         return await self.health.check(target.key)
 
-    async def _try(self, call: Call, next: Handler, target: Target) -> Reply | None:
-        """The reply, or None to move on; the client's own errors (Action.STOP) propagate."""
+    async def _try(self, call: Call, next: Handler, target: Target) -> Reply | UpstreamError:
+        """The reply, or the error to move on from; the client's own errors (Action.STOP) propagate."""
         call.target = target
         try:
             return await next(call)
@@ -121,7 +146,7 @@ class FallbackMiddleware:
             )
             if exc.action is Action.STOP:
                 raise
-            return None
+            return exc
 
     @staticmethod
     def _disclose(call: Call, target: Target, *, fallbacks: int) -> None:

@@ -431,8 +431,9 @@ async def test_all_routes_refusing_credentials_or_model_is_a_502_that_says_do_no
         (rate_limited(), answer_error(404, code="model_not_found"), None),
         (answer_error(429, code="insufficient_quota", type="insufficient_quota"), answer_error(403), "false"),
         (answer_error(503, headers={"x-should-retry": "false"}), answer_error(402), "false"),
+        (answer_error(400, param="logprobs", code="unsupported_parameter"), answer_error(401), "false"),
     ],
-    ids=["500+401", "429+503", "429+404", "quota+403", "503-no-retry+402"],
+    ids=["500+401", "429+503", "429+404", "quota+403", "503-no-retry+402", "refused-param+401"],
 )
 async def test_mixed_failures_are_a_502(
     upstream: FakeOpenAI, backup: FakeOpenAI, first: Any, second: Any, should_retry: str | None
@@ -446,6 +447,24 @@ async def test_mixed_failures_are_a_502(
     assert driver.header("x-should-retry") == should_retry
     assert driver.header("retry-after") is None
     assert driver.header("x-routemw-attempts") == "2"
+
+
+async def test_a_parameter_every_route_refuses_is_the_last_refusal_as_a_400(
+    upstream: FakeOpenAI, backup: FakeOpenAI
+) -> None:
+    upstream.queue(answer_error(400, message="no logprobs here", param="logprobs", code="unsupported_parameter"))
+    backup.queue(answer_error(400, message="logprobs: not this value", param="logprobs", code="unsupported_value"))
+    driver = await ask(build(upstream, backup))
+
+    assert driver.status == 400
+    error = error_of(driver)
+    assert error == {
+        "message": "logprobs: not this value",
+        "type": "invalid_request_error",
+        "param": "logprobs",
+        "code": "unsupported_value",
+    }
+    assert (statuses(upstream), statuses(backup)) == ([400], [400])
 
 
 async def test_the_failure_message_lists_each_attempt_without_keys_or_urls(

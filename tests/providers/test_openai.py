@@ -17,6 +17,7 @@ from fakes import (
     API_KEY,
     FakeByteStream,
     FakeOpenAI,
+    answer_error,
     awkward_pieces,
     data_payloads,
     drive,
@@ -614,3 +615,33 @@ def test_profiles_is_an_openai_option_and_its_value_is_checked_naming_the_path()
     with pytest.raises(ConfigError) as info:
         Gateway.from_config(document, environ={})
     assert info.value.problems == ("providers.proxy.profiles: expected one of openai, none, got 'OpenAI'",)
+
+
+UNSUPPORTED_MAX_TOKENS = (
+    "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead."
+)
+
+
+async def test_an_upstream_400_about_a_parameter_reaches_the_client_as_that_400_not_a_502() -> None:
+    # Without profiles the proxy's upstream is the one to refuse `max_tokens`: the client must see
+    # its 400 and the parameter to fix, not a 502 that says the gateway failed.
+    upstream = FakeOpenAI(models={"o3-mini"})
+    upstream.queue(answer_error(400, message=UNSUPPORTED_MAX_TOKENS, param="max_tokens", code="unsupported_parameter"))
+    document: dict[str, Any] = {
+        "providers": {"proxy": {"type": "openai", "base_url": PROXY_URL, "api_key": API_KEY}},
+        "models": {"o3-mini": {"routes": [{"provider": "proxy", "model": "o3-mini"}]}},
+    }
+    transport = httpx.MockTransport(route_hosts({"llm-proxy.corp.test": upstream}))
+    app = Gateway.from_config(document, environ={}, transport=transport)
+    driver = await drive(app, json={**O3_MINI, "max_tokens": 50})
+
+    assert driver.status == 400
+    assert driver.json() == {
+        "error": {
+            "message": UNSUPPORTED_MAX_TOKENS,
+            "type": "invalid_request_error",
+            "param": "max_tokens",
+            "code": "unsupported_parameter",
+        }
+    }
+    assert len(upstream.requests) == 1
