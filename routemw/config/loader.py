@@ -3,7 +3,8 @@
 Validation collects every problem with its dotted path (`models.gpt-4o.routs: unknown key`)
 instead of stopping at the first, so `routemw check` can list them all. `${VAR}` and
 `${VAR:-default}` in string values are replaced from the environment before anything else;
-`$${` is a literal `${`.
+`$$` is a literal `$`, and any other `$` is an error (see `interpolation`). A configuration
+that serves no model is refused: it would start and answer every request with a 404.
 """
 
 from __future__ import annotations
