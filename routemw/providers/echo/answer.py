@@ -98,9 +98,9 @@ def answer(body: Mapping[str, Any], step: EchoStep) -> Answer:
 
 
 def _choice_count(body: Mapping[str, Any]) -> int:
-    n = _integer(body.get("n"))
     if body.get("n") is None:
         return 1
+    n = _integer(body["n"])
     if n is None or not 1 <= n <= MAX_CHOICES:
         raise BadRequest(f"Invalid 'n': expected an integer from 1 to {MAX_CHOICES}.", "n")
     return n
@@ -180,7 +180,7 @@ def _function_tools(tools: Any) -> Iterator[tuple[str, Any]]:
 
 
 def _json_mode_schema(response_format: Any) -> Any:
-    """The schema a JSON mode asks for (`True` for any object), or None outside JSON modes."""
+    """The schema a JSON mode asks for (any object for `json_object`), or None outside JSON modes."""
     if not isinstance(response_format, dict):
         return None
     if response_format.get("type") == "json_object":

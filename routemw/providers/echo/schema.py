@@ -16,9 +16,11 @@ meets the size and range bounds with the least it can. A branch that would recur
 models terminate. It cannot invent a string for an arbitrary `pattern`; it returns its best
 effort there, which is why the result is not re-checked.
 
-The checker is strict where the generator is involved: a keyword it does not know is ignored
-(JSON Schema's own rule), but a `$ref` it cannot resolve fails. It is not a general validator
-and does not try to be: jsonschema is not a dependency, and this subset is all echo needs.
+The checker ignores keywords it does not know (JSON Schema's own rule) but says no to a `$ref`
+it cannot resolve and to a `pattern` Python cannot read: it is used to decide whether the
+user's message may stand as the answer, and a wrong yes would hand the client data that fails
+its own validation. It is not a general validator and does not try to be: jsonschema is not a
+dependency, and this subset is all echo needs.
 """
 
 from __future__ import annotations
