@@ -48,6 +48,7 @@ from .providers.registry import ProviderRegistry
 from .reply import Completion
 from .routing import Catalog
 from .routing.health import HealthStore, MemoryHealth
+from .state import RedisGuard, RedisHealth, redis_client
 
 __all__ = ["Gateway"]
 
@@ -84,8 +85,9 @@ class Gateway:
         async `lookup(secret) -> Account | None`) or `account_from_scope` (a function of the
         ASGI scope, for a host that has already authenticated the user), which turn it on.
 
-        `health` replaces the in-memory cooldown state (share it between instances), and
-        `sleep` the function retries wait with (tests pass one that records instead of waiting).
+        `health` replaces the cooldown state (in memory, or in Redis with `state.redis`; pass
+        your own `routemw.state.RedisHealth` to share a Redis client of yours), and `sleep` the
+        function retries wait with (tests pass one that records instead of waiting).
         """
         self.config = config
         self.registry = registry if registry is not None else ProviderRegistry.default()
@@ -95,6 +97,23 @@ class Gateway:
             key_store = ConfigKeyStore(config.keys)
         self.authenticator = Authenticator(key_store, scope_resolver=account_from_scope)
         retry = config.retry
+        # With `state.redis`, one client and one guard serve every store, so Redis going away is
+        # noticed and logged once. The client connects on first use, inside the serving loop.
+        self.redis: Any = None
+        self.state_guard: RedisGuard | None = None
+        state = config.state
+        if state.redis is not None:
+            self.redis = redis_client(state.redis.url, timeout=state.timeout)
+            self.state_guard = RedisGuard(on_error=state.on_error, timeout=state.timeout)
+        if health is None and state.redis is not None:
+            health = RedisHealth(
+                client=self.redis,
+                prefix=state.redis.prefix,
+                guard=self.state_guard,
+                threshold=retry.cooldown_after,
+                cooldown=retry.cooldown,
+                max_cooldown=retry.cooldown_max,
+            )
         self.health: HealthStore = health or MemoryHealth(
             threshold=retry.cooldown_after, cooldown=retry.cooldown, max_cooldown=retry.cooldown_max
         )
@@ -180,8 +199,11 @@ class Gateway:
         """Close the upstream connections the gateway opened (not a transport it was given).
 
         A transport it was given stays in place, so the gateway goes on using it afterwards; one
-        it opened is dropped and opened anew on the next request.
+        it opened is dropped and opened anew on the next request. The same goes for the Redis
+        client it opened for `state.redis`.
         """
+        if self.redis is not None:
+            await self.redis.aclose()
         if not self._owns_transport:
             return
         transport, self._transport = self._transport, None

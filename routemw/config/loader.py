@@ -30,9 +30,11 @@ from .schema import (
     ModelConfig,
     ParamsConfig,
     ProviderConfig,
+    RedisConfig,
     RetryConfig,
     RouteConfig,
     ServerConfig,
+    StateConfig,
 )
 
 __all__ = ["ProviderTypes", "load_config"]
@@ -45,6 +47,7 @@ ProviderTypes = Mapping[str, frozenset[str]]
 BUILTIN_PROVIDERS: Final = {"echo": "echo"}
 
 _SHA256: Final = re.compile(r"[0-9a-fA-F]{64}")
+_REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
 _PROVIDER_KEYS: Final = frozenset({"type", "base_url", "api_key", "timeout", "headers"})
 _QUOTED: Final = re.compile(r"'((?:[^'\\]|\\.)*)'")
 _HARMLESS_QUOTE: Final = re.compile(r"<[a-z ]+>|.|\\(?:[a-z0-9]|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})")
@@ -126,7 +129,7 @@ class _Validator(FieldReader):
         self.declared: frozenset[str] = frozenset()
 
     def gateway(self, document: Any, origin: str) -> GatewayConfig | None:
-        allowed = frozenset({"server", "providers", "models", "keys", "auth", "retry", "params"})
+        allowed = frozenset({"server", "providers", "models", "keys", "auth", "retry", "params", "state"})
         data = self.mapping(document, "", allowed)
         if data is None:
             return None
@@ -151,6 +154,7 @@ class _Validator(FieldReader):
             auth=auth,
             retry=self.retry(data.get("retry"), "retry"),
             params=self.params(data.get("params"), "params"),
+            state=self.state(data.get("state"), "state"),
             source=origin,
         )
 
@@ -370,3 +374,32 @@ class _Validator(FieldReader):
 
     def params(self, value: Any, path: str) -> ParamsConfig:
         return ParamsConfig(unsupported=self.policy(value, path) or "reject")
+
+    def state(self, value: Any, path: str) -> StateConfig:
+        data = self.mapping(value, path, frozenset({"redis", "on_error", "timeout"})) or {}
+        default = StateConfig()
+        on_error = self.field(data, "on_error", path, self.choice("open", "closed"), "open")
+        return StateConfig(
+            redis=self.redis(data["redis"], join(path, "redis")) if data.get("redis") is not None else None,
+            on_error="closed" if on_error == "closed" else "open",
+            timeout=self.field(data, "timeout", path, self.positive, default.timeout),
+        )
+
+    def redis(self, value: Any, path: str) -> RedisConfig | None:
+        data = self.mapping(value, path, frozenset({"url", "prefix"}))
+        if data is None:
+            return None
+        if "url" not in data:
+            self.problem(join(path, "url"), "required, for example redis://127.0.0.1:6379/0")
+            return None
+        url = self.string(data["url"], join(path, "url"))
+        if url is not None and not url.startswith(_REDIS_SCHEMES):
+            # Never echo the URL: it may hold a password.
+            self.problem(join(path, "url"), "expected a redis://, rediss:// or unix:// URL")
+            url = None
+        prefix = self.field(data, "prefix", path, self.string, "routemw:")
+        if "{" in prefix or "}" in prefix:
+            # Keys carry a hash tag in braces for Redis Cluster; a brace in the prefix would
+            # become the tag instead and put every key on one slot.
+            self.problem(join(path, "prefix"), "must not contain { or }")
+        return None if url is None else RedisConfig(url=url, prefix=prefix)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 UnsupportedPolicy = Literal["reject", "drop", "clamp"]
 
@@ -16,9 +17,11 @@ __all__ = [
     "ModelConfig",
     "ParamsConfig",
     "ProviderConfig",
+    "RedisConfig",
     "RetryConfig",
     "RouteConfig",
     "ServerConfig",
+    "StateConfig",
     "UnsupportedPolicy",
 ]
 
@@ -111,6 +114,21 @@ class ParamsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RedisConfig:
+    url: str = field(repr=False)  # may carry a password
+    prefix: str = "routemw:"  # every key starts with it
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    """Where state that outlives a request lives: this process (no `redis`) or a shared Redis."""
+
+    redis: RedisConfig | None = None
+    on_error: Literal["open", "closed"] = "open"  # Redis away: count locally, or refuse with 503
+    timeout: float = 0.25  # seconds one store operation may take before it counts as Redis away
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     server: ServerConfig = ServerConfig()
     providers: Mapping[str, ProviderConfig] = field(default_factory=_empty)
@@ -119,12 +137,17 @@ class GatewayConfig:
     auth: AuthConfig = AuthConfig()
     retry: RetryConfig = RetryConfig()
     params: ParamsConfig = ParamsConfig()
+    state: StateConfig = StateConfig()
     source: str = "<mapping>"  # where it came from, for messages
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret this configuration holds, so output can be scrubbed of them."""
         found = [p.api_key for p in self.providers.values() if p.api_key]
         found += [k.key for k in self.keys if k.key]
+        if self.state.redis is not None:
+            password = urlsplit(self.state.redis.url).password
+            if password:
+                found.append(password)
         for provider in self.providers.values():
             for value in provider.headers.values():
                 # A header value may be "Bearer <token>": the token alone is the secret, and an

@@ -90,10 +90,10 @@ class FallbackMiddleware:
                 break
             # Health is asked only when this target's turn comes: asking up front would claim
             # the half-open probe of targets that an earlier one makes unnecessary.
-            until = await self._cooling_until(target)
-            if until is not None:
-                call.skipped.append((target, f"cooling down for {max(until - self.clock(), 0):.1f}s"))
-                cooling.append((until, target))
+            wait = await self._cooling_for(target)
+            if wait is not None:
+                call.skipped.append((target, f"cooling down for {max(wait, 0):.1f}s"))
+                cooling.append((wait, target))
                 continue
             reply = await self._try(call, next, target)
             if not isinstance(reply, UpstreamError):
@@ -124,7 +124,7 @@ class FallbackMiddleware:
             raise last_error
         raise AllTargetsFailedError(call.request.model, call.attempts, deadline_passed=deadline_passed)
 
-    async def _cooling_until(self, target: Target) -> float | None:
+    async def _cooling_for(self, target: Target) -> float | None:
         if self.health is None:
             return None
         return await self.health.check(target.key)
