@@ -91,7 +91,34 @@ def _check(config_path: str | None) -> int:
         fallbacks = f"; fallbacks: {', '.join(entry.fallbacks)}" if entry.fallbacks else ""
         print(f"  {entry.id}: {routes}{fallbacks}")
     print(f"auth: {config.auth.mode}, keys: {len(config.keys)}")
+    if config.state.redis is not None and not _redis_answers(gateway):
+        return 1 if config.state.on_error == "closed" else 0  # closed: every request would get a 503
     return 0
+
+
+def _redis_answers(gateway: Gateway) -> bool:
+    """Print whether the configured Redis answers a PING within `state.timeout`."""
+    import anyio
+
+    from .state import ping, shown_url
+
+    state = gateway.config.state
+    assert state.redis is not None
+    where = f"state: redis {shown_url(state.redis.url)} (prefix {state.redis.prefix!r}, on_error {state.on_error})"
+
+    async def probe() -> str | None:
+        try:
+            with anyio.fail_after(state.timeout):
+                await ping(gateway.redis)
+        except Exception as exc:
+            return "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+        finally:
+            await gateway.redis.aclose()
+        return None
+
+    problem = anyio.run(probe)
+    print(f"{where}: {'answers' if problem is None else 'does NOT answer (' + problem + ')'}")
+    return problem is None
 
 
 if __name__ == "__main__":  # pragma: no cover
