@@ -26,15 +26,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="port (default: server.port from the config)")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--no-access-log", action="store_true", help="do not log a line per request")
+    serve.add_argument("--workers", type=_count, default=1, help="processes serving the port (default: 1)")
     check = commands.add_parser("check", help="validate a config and print its models, routes and providers")
     check.add_argument("--config", "-c", help="YAML or JSON config file (default: the embedded default)")
     args = parser.parse_args(argv)
     if args.command == "check":
         return _check(args.config)
-    return _serve(args.config, args.host, args.port, args.log_level, access_log=not args.no_access_log)
+    return _serve(
+        args.config, args.host, args.port, args.log_level, access_log=not args.no_access_log, workers=args.workers
+    )
 
 
-def _serve(config_path: str | None, host: str | None, port: int | None, log_level: str, *, access_log: bool) -> int:
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def _serve(
+    config_path: str | None, host: str | None, port: int | None, log_level: str, *, access_log: bool, workers: int
+) -> int:
     import uvicorn
 
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(message)s")
@@ -48,6 +59,17 @@ def _serve(config_path: str | None, host: str | None, port: int | None, log_leve
     if gateway.config.auth.mode == "none" and bind not in ("127.0.0.1", "localhost", "::1"):
         logging.getLogger("routemw").warning(
             "routemw: auth is off and the gateway listens on %s: anyone who can reach it can use your providers", bind
+        )
+    if workers > 1:
+        from .workers import serve_workers
+
+        return serve_workers(
+            config_path,
+            workers,
+            host=bind,
+            port=port if port is not None else server.port,
+            log_level=log_level,
+            access_log=access_log,
         )
     # Everything built so far (modules, config, adapters) lives as long as the process: moving it
     # out of the collector's sight makes each collection cheaper (about 15% less CPU per
