@@ -48,6 +48,7 @@ from .providers.registry import ProviderRegistry
 from .reply import Completion
 from .routing import Catalog
 from .routing.health import HealthStore, MemoryHealth
+from .shutdown import InFlight, Interrupt, ServerShuttingDownError
 
 __all__ = ["Gateway"]
 
@@ -125,6 +126,7 @@ class Gateway:
         self._transport = transport
         self._owns_transport = transport is None
         self._secrets = tuple(sorted(config.secrets(), key=len, reverse=True))
+        self._in_flight = InFlight()
         self._created = int(time.time())
         # Request ids: a random prefix per gateway and a counter. Unique and cheap; they are
         # labels for logs and support, not secrets, so nothing is lost by their being sequential.
@@ -196,6 +198,18 @@ class Gateway:
     ) -> None:
         await self.aclose()
 
+    async def drain(self, grace: float | None = None) -> None:
+        """Stop taking requests and end those in flight; for a server that is shutting down.
+
+        New requests get a 503 `server_shutting_down` from now on. Requests in flight have
+        `grace` seconds (default `server.shutdown_timeout`) to finish; then a stream still open
+        ends with the in-band error event `server_shutting_down`, and a request still waiting for
+        its upstream gets that error as a 503. Returns when none is left, or shortly after the
+        deadline if a client has stopped reading. `routemw serve` calls it when uvicorn begins
+        to shut down; call it from any other server's shutdown the same way.
+        """
+        await self._in_flight.drain(self.config.server.shutdown_timeout if grace is None else grace)
+
     @asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
         """For a host app: `Starlette(lifespan=gateway.lifespan)` closes upstream connections at shutdown."""
@@ -233,6 +247,8 @@ class Gateway:
         path = route_path(scope)
         method = scope["method"]
         try:
+            if self._in_flight.closing:
+                raise ServerShuttingDownError()
             if path == "/v1/chat/completions":
                 _require_method(method, "POST")
                 await self._chat(scope, receive, send, headers, request_id)
@@ -253,14 +269,26 @@ class Gateway:
             await send_error(send, exc, response_headers, self.redact)
 
     async def _chat(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], request_id: str) -> None:
-        raw = await read_body(scope, receive, self.config.server.max_body_bytes)
-        call = Call(request=parse_chat_request(raw), request_id=request_id, headers=headers, scope=scope)
-        call.response_headers["x-request-id"] = request_id
+        # Every wait the request makes is in a region a drain can interrupt (`routemw.shutdown`),
+        # so a server shutting down never has to cut the request itself.
+        interrupt = self._in_flight.enter()
+        try:
+            async with interrupt:
+                raw = await read_body(scope, receive, self.config.server.max_body_bytes)
+            call = Call(request=parse_chat_request(raw), request_id=request_id, headers=headers, scope=scope)
+            call.response_headers["x-request-id"] = request_id
+            await self._answer(call, receive, send, interrupt)
+        finally:
+            self._in_flight.leave(interrupt)
+
+    async def _answer(self, call: Call, receive: Receive, send: Send, interrupt: Interrupt) -> None:
+        request_id = call.request_id
         # The disconnect watch covers the whole call, so a client that leaves while we are
         # still waiting for the upstream cancels that wait (and the upstream request) at once.
         async with DisconnectWatch(receive):
             try:
-                reply = await self._handler(call)
+                async with interrupt:
+                    reply = await self._handler(call)
             except RouteMWError as exc:
                 if call.attempts:
                     call.response_headers.setdefault("x-routemw-attempts", str(len(call.attempts)))
@@ -274,7 +302,12 @@ class Gateway:
                     await send_json(send, 200, reply.encode(), response_headers)
                 else:
                     await send_stream(
-                        send, reply, response_headers, keepalive=self.config.server.keepalive, redact=self.redact
+                        send,
+                        reply,
+                        response_headers,
+                        keepalive=self.config.server.keepalive,
+                        redact=self.redact,
+                        interrupt=interrupt,
                     )
 
     def _model_card(self, model: str, account: Account) -> bytes:

@@ -155,7 +155,10 @@ class _Validator(FieldReader):
         )
 
     def server(self, value: Any, path: str) -> ServerConfig:
-        data = self.mapping(value, path, frozenset({"host", "port", "max_body_bytes", "keepalive"})) or {}
+        data = (
+            self.mapping(value, path, frozenset({"host", "port", "max_body_bytes", "keepalive", "shutdown_timeout"}))
+            or {}
+        )
         default = ServerConfig()
         port = self.field(data, "port", path, self.integer(0), default.port)
         if port > 65535:
@@ -165,6 +168,7 @@ class _Validator(FieldReader):
             port=port,
             max_body_bytes=self.field(data, "max_body_bytes", path, self.integer(1), default.max_body_bytes),
             keepalive=self.field(data, "keepalive", path, self.non_negative, default.keepalive),
+            shutdown_timeout=self.field(data, "shutdown_timeout", path, self.non_negative, default.shutdown_timeout),
         )
 
     def providers(self, value: Any, path: str) -> dict[str, ProviderConfig]:

@@ -35,6 +35,9 @@ class ServerConfig:
     # Seconds of upstream silence after which a stream gets an SSE comment, so that proxies
     # and clients with idle timeouts keep the connection open during long pauses; 0 turns it off.
     keepalive: float = 15.0
+    # Seconds a shutting-down `routemw serve` gives requests in flight before ending them with a
+    # `server_shutting_down` error; under Kubernetes' default 30 s grace period before SIGKILL.
+    shutdown_timeout: float = 25.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,8 @@
 `send_stream` is where the response commits: its `http.response.start` is the point after which
 nothing can be retried, so any later failure is written in-band as an OpenAI error event
 (`data: {"error": {...}}`) and the stream ends without `[DONE]`, so no client mistakes a broken
-answer for a finished one. It never closes silently and never invents a `finish_reason`.
+answer for a finished one. It never closes silently and never invents a `finish_reason`. A server
+shutting down ends a stream the same way (`interrupt`, from `routemw.shutdown`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 
 import anyio
 import orjson
@@ -30,6 +32,7 @@ Redact = Callable[[str], str]
 
 _DONE = b"data: [DONE]\n\n"
 _PING = encode_comment("ping")
+_UNINTERRUPTED: AbstractAsyncContextManager[None] = contextlib.nullcontext()
 INTERNAL_ERROR = RouteMWError("The gateway failed to process the request.", code="internal_error")
 
 
@@ -59,12 +62,19 @@ async def send_error(send: Send, exc: RouteMWError, headers: Mapping[str, str], 
 
 
 async def send_stream(
-    send: Send, stream: Stream, headers: Mapping[str, str], *, keepalive: float, redact: Redact
+    send: Send,
+    stream: Stream,
+    headers: Mapping[str, str],
+    *,
+    keepalive: float,
+    redact: Redact,
+    interrupt: AbstractAsyncContextManager[None] | None = None,
 ) -> None:
     """Write `stream` as SSE ending in `[DONE]`, with keep-alive comments during silences.
 
     Each batch of chunks (all that one upstream read produced) goes out as one body message, so
-    a burst costs one write, not one per chunk.
+    a burst costs one write, not one per chunk. `interrupt` is entered around the body: a
+    `RouteMWError` it raises (the server shutting down) ends the stream in-band like any other.
     """
     raw_headers = _header_list(headers)
     raw_headers += [
@@ -79,12 +89,13 @@ async def send_stream(
         if pinger is not None:
             pinger.start()
         try:
-            async for batch in stream.batches():
-                body = b"".join([encode_data(chunk.encode()) for chunk in batch])
-                if pinger is None:
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-                else:
-                    await pinger.send(body)
+            async with interrupt or _UNINTERRUPTED:
+                async for batch in stream.batches():
+                    body = b"".join([encode_data(chunk.encode()) for chunk in batch])
+                    if pinger is None:
+                        await send({"type": "http.response.body", "body": body, "more_body": True})
+                    else:
+                        await pinger.send(body)
         except RouteMWError as exc:
             tail = encode_data(error_payload(exc, redact))
         except OSError:
