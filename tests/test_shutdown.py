@@ -192,10 +192,11 @@ async def test_a_cancellation_from_outside_is_not_taken_for_an_interrupt() -> No
 
 
 def test_shutdown_timeout_config() -> None:
-    assert load_config({}).server.shutdown_timeout == 25.0
-    assert load_config({"server": {"shutdown_timeout": 0}}).server.shutdown_timeout == 0.0
+    serving = {"models": {"echo": {"routes": [{"provider": "echo", "model": "echo"}]}}}
+    assert load_config(serving).server.shutdown_timeout == 25.0
+    assert load_config({**serving, "server": {"shutdown_timeout": 0}}).server.shutdown_timeout == 0.0
     with pytest.raises(ConfigError) as caught:
-        load_config({"server": {"shutdown_timeout": -1}})
+        load_config({**serving, "server": {"shutdown_timeout": -1}})
     assert caught.value.problems == ("server.shutdown_timeout: must be at least 0, got -1",)
 
 
