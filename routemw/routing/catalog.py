@@ -17,7 +17,8 @@ from typing import Any
 
 from ..capabilities import LIMITS
 from ..config import GatewayConfig
-from ..providers.base import Provider, Target
+from ..errors import ConfigError
+from ..providers.base import ModelNameRules, Provider, Target
 
 __all__ = ["Catalog", "ModelEntry"]
 
@@ -65,6 +66,16 @@ class Catalog:
 
     @classmethod
     def build(cls, config: GatewayConfig, providers: Mapping[str, Provider]) -> Catalog:
+        """The catalog; `ConfigError` listing every route whose model its provider refuses."""
+        problems = [
+            f"models.{model.name}.routes[{i}].model: {problem}"
+            for model in config.models.values()
+            for i, route in enumerate(model.routes)
+            if isinstance(provider := providers[route.provider], ModelNameRules)
+            and (problem := provider.model_name_problem(route.model)) is not None
+        ]
+        if problems:
+            raise ConfigError(problems)
         entries: dict[str, ModelEntry] = {}
         for model in config.models.values():
             weighted = any(route.weight is not None for route in model.routes)
