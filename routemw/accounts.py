@@ -3,7 +3,12 @@
 An `Account` is who is calling and which public models it may use. An `Authenticator` turns a
 request into an account or a 401: by default from an API key (`Authorization: Bearer`, or the
 `x-api-key` header Anthropic-style clients send) looked up in a `KeyStore`, or, for a host app
-that already knows its user, from a function of the ASGI scope.
+that already knows its user, from a function of the ASGI scope. It needs only the headers and
+the scope, so the gateway runs it before reading the body.
+
+The key is whichever credential is there: a Bearer token, else `x-api-key`. An `Authorization`
+header of another scheme (`Basic`, say, which some HTTP tools add from a URL's user info) does
+not hide an `x-api-key` beside it; alone, it gets a 401 that says the scheme is not supported.
 
 Secrets never stay in memory in the clear: the config store keeps SHA-256 digests only, and
 compares the presented key's digest with every stored one in constant time, without stopping
@@ -87,15 +92,27 @@ class ConfigKeyStore:
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
-    """The API key in `Authorization: Bearer ...` or `x-api-key`, or None when there is none."""
+    """The API key in `Authorization: Bearer ...`, else in `x-api-key`; None when neither has one."""
     authorization = headers.get("authorization")
     if authorization is not None:
         scheme, _, credentials = authorization.strip().partition(" ")
-        if scheme.lower() == "bearer":
-            return credentials.strip() or None
-        return None
+        if scheme.lower() == "bearer" and credentials.strip():
+            return credentials.strip()
     key = headers.get("x-api-key")
-    return key.strip() or None if key is not None else None
+    if key is not None and key.strip():
+        return key.strip()
+    return None
+
+
+def _no_key(headers: Mapping[str, str]) -> AuthenticationError:
+    how = "as 'Authorization: Bearer YOUR_KEY' or 'x-api-key: YOUR_KEY'."
+    scheme, _, credentials = headers.get("authorization", "").strip().partition(" ")
+    if scheme and scheme.lower() != "bearer":
+        # Name the scheme only when it looks like one ("Basic xyz"): a bare value may well be
+        # the key itself, sent without a scheme, and a key is never written into an error.
+        named = f"'{scheme}' " if credentials and scheme.isascii() and scheme.isalpha() and len(scheme) <= 16 else ""
+        return AuthenticationError(f"The {named}authorization scheme is not supported. Send your API key {how}")
+    return AuthenticationError(f"You didn't provide an API key. Send it {how}")
 
 
 def _invalid_key(secret: str) -> AuthenticationError:
@@ -124,9 +141,7 @@ class Authenticator:
             return ANONYMOUS
         secret = presented_key(headers)
         if secret is None:
-            raise AuthenticationError(
-                "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY' or 'x-api-key: YOUR_KEY'."
-            )
+            raise _no_key(headers)
         if len(secret) > _MAX_KEY_LENGTH or not secret.isascii() or not secret.isprintable():
             raise AuthenticationError("The API key provided is malformed.")
         account = await self.store.lookup(secret)

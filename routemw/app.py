@@ -28,8 +28,8 @@ from .cancellation import DisconnectWatch
 from .chat import parse_chat_request
 from .config import BUILTIN_PROVIDERS, GatewayConfig, ProviderConfig, default_document, load_config
 from .dispatch import Dispatcher
-from .errors import MethodNotAllowedError, NotFoundError, RouteMWError
-from .http.asgi import Receive, Scope, Send, route_path
+from .errors import MethodNotAllowedError, NotFoundError, RouteMWError, echo
+from .http.asgi import Receive, Scope, Send, client_path, route_path
 from .http.body import ClientDisconnected, read_body
 from .http.responses import INTERNAL_ERROR, send_error, send_json, send_stream
 from .http.transport import default_transport
@@ -121,11 +121,14 @@ class Gateway:
         else:
             layers = [*middleware, *defaults]
         self.middleware: tuple[Middleware, ...] = tuple(layers)
-        dispatcher = Dispatcher(self._get_transport, first_token_timeout=retry.first_token_timeout)
+        dispatcher = Dispatcher(
+            self._get_transport,
+            first_token_timeout=retry.first_token_timeout,
+            secrets={name: _credentials(cfg) for name, cfg in config.providers.items()},
+        )
         self._handler: Handler = compose(self.middleware, dispatcher)
         self._transport = transport
         self._owns_transport = transport is None
-        self._secrets = tuple(sorted(config.secrets(), key=len, reverse=True))
         self._in_flight = InFlight()
         self._created = int(time.time())
         # Request ids: a random prefix per gateway and a counter. Unique and cheap; they are
@@ -262,11 +265,12 @@ class Gateway:
                 account = await self.authenticator.authenticate(headers, scope)
                 await send_json(send, 200, self._model_card(path[len("/v1/models/") :], account), response_headers)
             else:
-                raise NotFoundError(f"Invalid URL ({method} {path})", code="unknown_url")
+                # The path as the client sent it, mount prefix included, not the route below it.
+                raise NotFoundError(f"Invalid URL ({echo(method)} {echo(client_path(scope))})", code="unknown_url")
         except (ClientDisconnected, OSError):
             return  # the client left; ASGI 2.4 servers say so by raising OSError from `send`
         except RouteMWError as exc:
-            await send_error(send, exc, response_headers, self.redact)
+            await send_error(send, exc, response_headers)
 
     async def _chat(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], request_id: str) -> None:
         # Every wait the request makes is in a region a drain can interrupt (`routemw.shutdown`),
@@ -274,8 +278,15 @@ class Gateway:
         interrupt = self._in_flight.enter()
         try:
             async with interrupt:
+                # Authenticate from the headers before the body is read, as OpenAI does: a caller
+                # without a valid key gets its 401 whatever its body, learns nothing about how the
+                # body would be judged, and cannot make the gateway read and parse megabytes.
+                # `AuthMiddleware` sees the account already on the call and does not ask again.
+                account = await self.authenticator.authenticate(headers, scope)
                 raw = await read_body(scope, receive, self.config.server.max_body_bytes)
-            call = Call(request=parse_chat_request(raw), request_id=request_id, headers=headers, scope=scope)
+            call = Call(
+                request=parse_chat_request(raw), request_id=request_id, headers=headers, scope=scope, account=account
+            )
             call.response_headers["x-request-id"] = request_id
             await self._answer(call, receive, send, interrupt)
         finally:
@@ -292,22 +303,17 @@ class Gateway:
             except RouteMWError as exc:
                 if call.attempts:
                     call.response_headers.setdefault("x-routemw-attempts", str(len(call.attempts)))
-                await send_error(send, exc, call.response_headers, self.redact)
+                await send_error(send, exc, call.response_headers)
             except Exception:
                 logger.exception("routemw: request %s failed inside the gateway", request_id)
-                await send_error(send, INTERNAL_ERROR, call.response_headers, self.redact)
+                await send_error(send, INTERNAL_ERROR, call.response_headers)
             else:
                 response_headers = {**call.response_headers, **reply.headers}
                 if isinstance(reply, Completion):
                     await send_json(send, 200, reply.encode(), response_headers)
                 else:
                     await send_stream(
-                        send,
-                        reply,
-                        response_headers,
-                        keepalive=self.config.server.keepalive,
-                        redact=self.redact,
-                        interrupt=interrupt,
+                        send, reply, response_headers, keepalive=self.config.server.keepalive, interrupt=interrupt
                     )
 
     def _model_card(self, model: str, account: Account) -> bytes:
@@ -316,12 +322,20 @@ class Gateway:
             raise model_not_found(model)
         return orjson.dumps(entry.card(self._created))
 
-    def redact(self, text: str) -> str:
-        """`text` with every configured secret blanked out."""
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "[redacted]")
-        return text
+
+def _credentials(provider: ProviderConfig) -> tuple[str, ...]:
+    """What of a provider's config its upstream may echo back in an error: its key and headers.
+
+    Only the provider's own: scrubbing an upstream's text of secrets it was never given (client
+    keys, other providers' keys) could only ever match text the client sent it to echo, which
+    would make the error an oracle for guesses. The longest come first, so a secret that
+    contains another is blanked whole.
+    """
+    found = [provider.api_key] if provider.api_key else []
+    for value in provider.headers.values():
+        found += [value, value.rsplit(" ", 1)[-1]]  # "Bearer <token>": the token alone, too
+    # Short strings are too likely to be ordinary words to blank out wherever they appear.
+    return tuple(sorted({s for s in found if len(s) >= 8}, key=len, reverse=True))
 
 
 def _require_method(method: str, allowed: str) -> None:

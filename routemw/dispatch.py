@@ -4,13 +4,19 @@ For a stream it reads up to the first meaningful chunk (content, a tool call, a 
 not a bare role chunk or a preamble) before returning, so that everything that can go wrong
 before the client sees a byte is still an exception the router can retry or fall back on.
 The whole attempt, including that wait, is bounded by the provider's timeout.
+
+Every `UpstreamError` an adapter hands over (from an error status, a transport failure, or its
+stream translator) is scrubbed of that provider's credentials here, before it leaves the
+dispatcher: retry, fallback, user middleware, log handlers and error reporters only ever see the
+scrubbed text. Adapters, third-party ones included, need not know the secrets, and the success
+path pays nothing for it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Final
 
 import anyio
@@ -39,10 +45,16 @@ class Dispatcher:
     """Sends `call.target`'s request; the transport comes from the gateway unless the provider has its own."""
 
     def __init__(
-        self, transport: Callable[[], httpx.AsyncBaseTransport], *, first_token_timeout: float | None = None
+        self,
+        transport: Callable[[], httpx.AsyncBaseTransport],
+        *,
+        first_token_timeout: float | None = None,
+        secrets: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
+        """`secrets` maps a provider's name to its credentials, blanked out of its errors."""
         self._transport = transport
         self.first_token_timeout = first_token_timeout
+        self._secrets: Mapping[str, Sequence[str]] = secrets or {}
 
     async def __call__(self, call: Call) -> Reply:
         """One attempt, recorded in `call.attempts` whatever its outcome."""
@@ -53,6 +65,7 @@ class Dispatcher:
         try:
             reply = await self._attempt(call, target)
         except UpstreamError as exc:
+            exc.scrub(self._secrets.get(target.provider.name, ()))
             call.attempts.append(
                 Attempt(
                     target.provider.name,
@@ -92,7 +105,8 @@ class Dispatcher:
                         raise provider.error_from_response(response, await _read_bounded(response))
                     if call.request.stream:
                         translator = provider.stream_translator(call.request, target)
-                        batches = _batches(response, translator, provider)
+                        secrets = self._secrets.get(provider.name, ())
+                        batches = _batches(response, translator, provider, secrets)
                         head = await _read_head(batches)
                         done = True
                         return Stream(head, batches, aclose=response.aclose, headers=_upstream_headers(response))
@@ -122,7 +136,7 @@ class Dispatcher:
 
 
 async def _batches(
-    response: httpx.Response, translator: StreamTranslator, provider: Provider
+    response: httpx.Response, translator: StreamTranslator, provider: Provider, secrets: Sequence[str]
 ) -> AsyncGenerator[list[Chunk], None]:
     """One list of chunks per upstream read; a connection lost mid-stream is classified too."""
     pieces = body_pieces(response)
@@ -137,7 +151,14 @@ async def _batches(
         if tail:
             yield tail
     except httpx.TransportError as exc:
-        raise provider.error_from_exception(exc) from exc
+        error = provider.error_from_exception(exc)
+        error.scrub(secrets)
+        raise error from exc
+    except UpstreamError as exc:
+        # An in-band error after the commit point goes straight to the client and to whatever
+        # wraps the stream; one before it is scrubbed again by `__call__`, which costs nothing.
+        exc.scrub(secrets)
+        raise
     if translator.done:
         # The upstream said it is finished, but the end of its HTTP body (the chunked
         # terminator) may still be on the way. Waiting a moment for it lets the connection go

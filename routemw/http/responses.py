@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 
 import anyio
@@ -27,8 +27,6 @@ from .sse import encode_comment, encode_data
 __all__ = ["INTERNAL_ERROR", "error_payload", "send_error", "send_json", "send_stream"]
 
 logger = logging.getLogger("routemw")
-
-Redact = Callable[[str], str]
 
 _DONE = b"data: [DONE]\n\n"
 _PING = encode_comment("ping")
@@ -48,17 +46,14 @@ async def send_json(send: Send, status: int, body: bytes, headers: Mapping[str, 
     await send({"type": "http.response.body", "body": body})
 
 
-def error_payload(exc: RouteMWError, redact: Redact) -> bytes:
-    envelope = exc.envelope()
-    error = envelope["error"]
-    for key in ("message", "param", "code"):  # upstream text can carry anything, keys included
-        if isinstance(error[key], str):
-            error[key] = redact(error[key])
-    return orjson.dumps(envelope)
+def error_payload(exc: RouteMWError) -> bytes:
+    # Sent as it is: upstream text was scrubbed of credentials when the error was made, and
+    # client input is only ever quoted short (see `errors`), never redacted.
+    return orjson.dumps(exc.envelope())
 
 
-async def send_error(send: Send, exc: RouteMWError, headers: Mapping[str, str], redact: Redact) -> None:
-    await send_json(send, exc.status_code, error_payload(exc, redact), {**headers, **exc.headers})
+async def send_error(send: Send, exc: RouteMWError, headers: Mapping[str, str]) -> None:
+    await send_json(send, exc.status_code, error_payload(exc), {**headers, **exc.headers})
 
 
 async def send_stream(
@@ -67,7 +62,6 @@ async def send_stream(
     headers: Mapping[str, str],
     *,
     keepalive: float,
-    redact: Redact,
     interrupt: AbstractAsyncContextManager[None] | None = None,
 ) -> None:
     """Write `stream` as SSE ending in `[DONE]`, with keep-alive comments during silences.
@@ -97,12 +91,12 @@ async def send_stream(
                     else:
                         await pinger.send(body)
         except RouteMWError as exc:
-            tail = encode_data(error_payload(exc, redact))
+            tail = encode_data(error_payload(exc))
         except OSError:
             tail = None  # the client left mid-stream; there is no one to tell
         except Exception:
             logger.exception("routemw: stream failed after the response started")
-            tail = encode_data(error_payload(INTERNAL_ERROR, redact))
+            tail = encode_data(error_payload(INTERNAL_ERROR))
         if pinger is not None:
             await pinger.stop()
         if tail is not None:

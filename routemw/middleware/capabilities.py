@@ -21,7 +21,7 @@ from typing import Any
 from ..accounts import ANONYMOUS, Account
 from ..capabilities import LIMITS, Need, needs
 from ..config.schema import UnsupportedPolicy
-from ..errors import InvalidRequestError
+from ..errors import InvalidRequestError, echo
 from ..pipeline import Call, Handler
 from ..providers.base import Target
 from ..reply import Reply
@@ -144,7 +144,7 @@ class CapabilityMiddleware:
         if not kept:
             first = refusals[0]
             raise InvalidRequestError(
-                f"Model '{call.request.model}' cannot serve this request: {first.reason}"
+                f"Model '{echo(call.request.model)}' cannot serve this request: {first.reason}"
                 f" (needed by `{first.param}`), and no other route or fallback can.",
                 param=first.param,
                 code="unsupported_parameter",
