@@ -77,8 +77,11 @@ def build(
         hosts["backup.test"] = backup
     if models is None:
         models = {"gpt-4o": {"routes": [{"provider": "up", "model": "gpt-4o"}]}}
+    # These tests compare what the client gets with the upstream's own bytes, so answers keep the
+    # upstream's model name (tests/test_response_model.py covers the default, the public id).
+    models = {name: {"response_model": "upstream", **spec} for name, spec in models.items()}
     # One call per target: these tests are about fallback and streaming, not the retry policy.
-    document: dict[str, Any] = {"providers": providers, "models": dict(models), "retry": {"attempts": 1}}
+    document: dict[str, Any] = {"providers": providers, "models": models, "retry": {"attempts": 1}}
     if server is not None:
         document["server"] = dict(server)
     if transport is None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
+from typing import Final
 
 import anyio
 import orjson
@@ -20,6 +22,7 @@ import orjson
 from ..errors import RouteMWError
 from ..reply import Stream
 from .asgi import Send
+from .headers import header_value
 from .sse import encode_comment, encode_data
 
 __all__ = ["INTERNAL_ERROR", "error_payload", "send_error", "send_json", "send_stream"]
@@ -30,11 +33,26 @@ Redact = Callable[[str], str]
 
 _DONE = b"data: [DONE]\n\n"
 _PING = encode_comment("ping")
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field names
 INTERNAL_ERROR = RouteMWError("The gateway failed to process the request.", code="internal_error")
 
 
 def _header_list(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    # The values routemw builds are made safe where they are built (`http.headers`); this check
+    # (one pass over all of them at once) is the net under what a user's middleware may have
+    # set, so that no header can fail a response whose upstream call was already made.
+    text = "".join([*headers, *headers.values()])
+    if not (text.isascii() and text.isprintable()) or (" " in text and not all(map(_trimmed, headers.values()))):
+        headers = {name: _safe(value) for name, value in headers.items() if _TOKEN.fullmatch(name)}
     return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+
+
+def _trimmed(value: str) -> bool:
+    return value == value.strip(" ")  # HTTP/1.1 (h11) refuses a value that starts or ends with a space
+
+
+def _safe(value: str) -> str:
+    return value if value.isascii() and value.isprintable() and _trimmed(value) else header_value(value)
 
 
 async def send_json(send: Send, status: int, body: bytes, headers: Mapping[str, str]) -> None:

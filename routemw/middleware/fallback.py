@@ -20,8 +20,10 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from ..errors import Action, AllTargetsFailedError, UpstreamError
+from ..http.headers import config_header_value, header_list, id_value
 from ..pipeline import Call, Handler
 from ..providers.base import Target
 from ..reply import Reply
@@ -70,7 +72,8 @@ class FallbackMiddleware:
     async def __call__(self, call: Call, next: Handler) -> Reply:
         call.deadline = min(call.deadline, self.clock() + self.timeout)
         targets = weighted_order(call.candidates, self.rand)
-        cooling: list[tuple[float, Target]] = []
+        cooling: list[tuple[float, int, Target]] = []
+        last: tuple[int, Target, UpstreamError] | None = None  # the latest failure, to name it
         # The deadline is enforced where the waiting happens, in each attempt's cancel scope (the
         # dispatcher) and before each retry's sleep (the retry stop); here it ends the loop.
         for index, target in enumerate(targets):
@@ -81,19 +84,24 @@ class FallbackMiddleware:
             until = await self._cooling_until(target)
             if until is not None:
                 call.skipped.append((target, f"cooling down for {max(until - self.clock(), 0):.1f}s"))
-                cooling.append((until, target))
+                cooling.append((until, index, target))
                 continue
-            reply = await self._try(call, next, target)
-            if reply is not None:
-                self._disclose(call, target, fallbacks=index)
-                return reply
+            outcome = await self._try(call, next, target, Passed(index, len(cooling)))
+            if not isinstance(outcome, UpstreamError):
+                return outcome
+            last = (index, target, outcome)
         if cooling and len(cooling) == len(targets) and self.clock() < call.deadline:
-            # Every target is cooling: one try at the likeliest beats failing untried.
-            _, target = min(cooling, key=lambda pair: pair[0])
-            reply = await self._try(call, next, target)
-            if reply is not None:
-                self._disclose(call, target, fallbacks=targets.index(target))
-                return reply
+            # Every target is cooling: one try at the likeliest beats failing untried. Every one
+            # listed before it was passed over for its cooldown.
+            _, index, target = min(cooling, key=lambda entry: entry[0])
+            outcome = await self._try(call, next, target, Passed(index, index))
+            if not isinstance(outcome, UpstreamError):
+                return outcome
+            last = (index, target, outcome)
+        if last is not None:
+            index, target, failure = last
+            cooled = sum(1 for _, i, _ in cooling if i < index)
+            _disclose(call, target, Passed(index, cooled), failure)
         deadline_passed = self.clock() >= call.deadline
         raise AllTargetsFailedError(call.request.model, call.attempts, deadline_passed=deadline_passed)
 
@@ -102,11 +110,11 @@ class FallbackMiddleware:
             return None
         return await self.health.check(target.key)
 
-    async def _try(self, call: Call, next: Handler, target: Target) -> Reply | None:
-        """The reply, or None to move on; the client's own errors (Action.STOP) propagate."""
+    async def _try(self, call: Call, next: Handler, target: Target, passed: Passed) -> Reply | UpstreamError:
+        """The reply, or the failure to move on from; the client's own errors (Action.STOP) propagate."""
         call.target = target
         try:
-            return await next(call)
+            reply = await next(call)
         except UpstreamError as exc:
             logger.warning(
                 "routemw: request %s: %s/%s failed (%s, %s): %s",
@@ -116,20 +124,40 @@ class FallbackMiddleware:
                 exc.upstream_status if exc.upstream_status is not None else "no response",
                 exc.action.value,
                 exc.code,
+                extra={"request_id": call.request_id, "error_code": exc.code},
             )
             if exc.action is Action.STOP:
+                _disclose(call, target, passed, exc)  # the answer relayed is this target's refusal
                 raise
-            return None
+            return exc
+        _disclose(call, target, passed, None)
+        return reply
 
-    @staticmethod
-    def _disclose(call: Call, target: Target, *, fallbacks: int) -> None:
-        headers = call.response_headers
-        headers["x-routemw-provider"] = target.provider.name
-        headers["x-routemw-route-model"] = target.model
-        headers["x-routemw-attempts"] = str(len(call.attempts))
-        headers["x-routemw-fallbacks"] = str(fallbacks)
-        dropped = sorted({*call.dropped, *target.drop})
-        if dropped:
-            headers["x-routemw-dropped-params"] = ", ".join(dropped)
-        if target.clamp:
-            headers["x-routemw-clamped-params"] = ", ".join(sorted(target.clamp))
+
+@dataclass(frozen=True, slots=True)
+class Passed:
+    """Where a target stood: its place in the order tried, and how many before it were cooling."""
+
+    index: int
+    cooling: int
+
+
+def _disclose(call: Call, target: Target, passed: Passed, failure: UpstreamError | None) -> None:
+    """The headers that say whose answer this is and how routing got there (README: Retries)."""
+    headers = call.response_headers
+    headers["x-routemw-provider"] = config_header_value(target.provider.name)
+    headers["x-routemw-route-model"] = config_header_value(target.model)
+    headers["x-routemw-attempts"] = str(len(call.attempts))
+    unfit = call.unfit_ahead.get(target, 0)
+    headers["x-routemw-fallbacks"] = str(passed.index + unfit)
+    skipped = [f"{reason}={count}" for reason, count in (("capability", unfit), ("cooldown", passed.cooling)) if count]
+    if skipped:
+        headers["x-routemw-skipped"] = ", ".join(skipped)
+    dropped = sorted({*call.dropped, *target.drop})
+    if dropped:
+        headers["x-routemw-dropped-params"] = header_list(dropped)
+    if target.clamp:
+        headers["x-routemw-clamped-params"] = header_list(sorted(target.clamp))
+    request_id = id_value(failure.upstream_request_id) if failure and failure.upstream_request_id else None
+    if request_id:
+        headers["x-upstream-request-id"] = request_id

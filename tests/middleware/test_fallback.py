@@ -101,9 +101,12 @@ def build(
         hosts["backup.test"] = backup
     if third is not None:
         hosts["third.test"] = third
+    # Answers keep the upstream's model name, so streams can be compared with the upstream's bytes.
+    specs = two_routes() if models is None else models
+    models = {name: {"response_model": "upstream", **spec} for name, spec in specs.items()}
     document: dict[str, Any] = {
         "providers": providers,
-        "models": dict(models if models is not None else two_routes()),
+        "models": models,
         "retry": {"attempts": 1, **(retry or {})},
         **(extra or {}),
     }
