@@ -19,7 +19,7 @@ from typing import Final
 import anyio
 import orjson
 
-from ..errors import RouteMWError
+from ..errors import RouteMWError, UpstreamError
 from ..reply import Stream
 from .asgi import Send
 from .headers import header_value
@@ -104,11 +104,13 @@ async def send_stream(
                 else:
                     await pinger.send(body)
         except RouteMWError as exc:
+            _log_stream_failure(exc, headers)
             tail = encode_data(error_payload(exc, redact))
         except OSError:
             tail = None  # the client left mid-stream; there is no one to tell
         except Exception:
-            logger.exception("routemw: stream failed after the response started")
+            request_id = headers.get("x-request-id")
+            logger.exception("routemw: request %s: stream failed after the response started", request_id)
             tail = encode_data(error_payload(INTERNAL_ERROR, redact))
         if pinger is not None:
             await pinger.stop()
@@ -120,6 +122,25 @@ async def send_stream(
             if pinger is not None:
                 await pinger.stop()
             await stream.aclose()
+
+
+def _log_stream_failure(exc: RouteMWError, headers: Mapping[str, str]) -> None:
+    """The same WARNING as a failure before the commit point (`FallbackMiddleware`), marked `in-band`.
+
+    The response's own headers say which request and which target this was.
+    """
+    request_id = headers.get("x-request-id")
+    status = exc.upstream_status if isinstance(exc, UpstreamError) else None
+    logger.warning(
+        "routemw: request %s: %s/%s failed (%s, %s): %s",
+        request_id,
+        exc.provider if isinstance(exc, UpstreamError) else headers.get("x-routemw-provider"),
+        headers.get("x-routemw-route-model"),
+        status if status is not None else "no response",
+        "in-band",
+        exc.code,
+        extra={"request_id": request_id, "error_code": exc.code},
+    )
 
 
 class _Pinger:
