@@ -93,6 +93,9 @@ class Dispatcher:
                         raise provider.error_from_response(response, await _read_bounded(response))
                     if call.request.stream:
                         translator = provider.stream_translator(call.request, target)
+                        report_model = getattr(translator, "report_model", None)
+                        if call.response_model is not None and report_model is not None:
+                            report_model(call.response_model)
                         batches = _batches(response, translator, provider, call.response_model)
                         head = await _read_head(batches)
                         done = True
@@ -158,11 +161,13 @@ async def _batches(
 def _renamed(batch: list[Chunk], model: str) -> list[Chunk]:
     """`batch` with `model` in every chunk that names one.
 
-    Here rather than in each adapter, so that every adapter's stream (a plugin's too) follows the
-    model's `response_model`. A chunk that already says `model` costs one lookup. Any other is
-    rebuilt, and a passthrough chunk is then re-encoded instead of sent as the upstream's bytes:
-    measured, that `orjson.dumps` costs less than finding and splicing the name in those bytes
-    (about 0.3 against 0.8 microseconds a chunk), and it cannot hit a `"model"` nested elsewhere.
+    Here, so that every adapter's stream (a plugin's too) follows the model's `response_model`.
+    A translator may offer `report_model(name)` and write the name itself as it builds each
+    chunk; the passthrough one does, since it parses each chunk anyway and can set the name
+    before the chunk exists. Then every chunk here already says `model` and costs one lookup.
+    Any other chunk is rebuilt; a passthrough chunk is then re-encoded instead of sent as the
+    upstream's bytes: measured, an `orjson.dumps` costs less than finding and splicing the name
+    in those bytes, and it cannot hit a `"model"` nested elsewhere in the chunk.
     """
     for index, chunk in enumerate(batch):
         current = chunk.data.get("model", model)
