@@ -164,6 +164,7 @@ def test_the_sdk_streams_the_second_providers_answer_when_the_first_returns_500s
     check_disclosure(headers)
     assert headers["content-type"].startswith("text/event-stream")
     assert [chunk.id for chunk in chunks] == [c["id"] for c in recorded]
+    assert {chunk.model for chunk in chunks} == {"gpt-4o"}  # the public id, not the upstream's name
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == expected_text
     assert expected_text  # the recording does say something
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]

@@ -7,6 +7,9 @@ recovers soonest is tried anyway rather than failing without an attempt. Each ta
 rest of the pipeline afresh (retries, translation, dispatch), so nothing from a failed attempt
 leaks into the next. An error classified `Action.STOP` is the client's and goes straight back.
 
+Whatever the outcome, the response says whose answer it is (`_disclose`): the target that
+answered, the one whose refusal is relayed, or, when all failed, the last one tried.
+
 The request's deadline (`retry.timeout`) is set here on `call.deadline` and enforced where the
 waiting happens: each attempt's timeout is cut to what is left of it (the dispatcher), a retry
 never sleeps past it (the retry stop), and this loop tries no target after it. When it passes
@@ -20,7 +23,6 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from ..errors import Action, AllTargetsFailedError, UpstreamError
 from ..http.headers import config_header_value, header_list, id_value
@@ -86,7 +88,7 @@ class FallbackMiddleware:
                 call.skipped.append((target, f"cooling down for {max(until - self.clock(), 0):.1f}s"))
                 cooling.append((until, index, target))
                 continue
-            outcome = await self._try(call, next, target, Passed(index, len(cooling)))
+            outcome = await self._try(call, next, target, index, len(cooling))
             if not isinstance(outcome, UpstreamError):
                 return outcome
             last = (index, target, outcome)
@@ -94,14 +96,13 @@ class FallbackMiddleware:
             # Every target is cooling: one try at the likeliest beats failing untried. Every one
             # listed before it was passed over for its cooldown.
             _, index, target = min(cooling, key=lambda entry: entry[0])
-            outcome = await self._try(call, next, target, Passed(index, index))
+            outcome = await self._try(call, next, target, index, index)
             if not isinstance(outcome, UpstreamError):
                 return outcome
             last = (index, target, outcome)
         if last is not None:
             index, target, failure = last
-            cooled = sum(1 for _, i, _ in cooling if i < index)
-            _disclose(call, target, Passed(index, cooled), failure)
+            _disclose(call, target, index, sum(1 for _, i, _ in cooling if i < index), failure)
         deadline_passed = self.clock() >= call.deadline
         raise AllTargetsFailedError(call.request.model, call.attempts, deadline_passed=deadline_passed)
 
@@ -110,8 +111,11 @@ class FallbackMiddleware:
             return None
         return await self.health.check(target.key)
 
-    async def _try(self, call: Call, next: Handler, target: Target, passed: Passed) -> Reply | UpstreamError:
-        """The reply, or the failure to move on from; the client's own errors (Action.STOP) propagate."""
+    async def _try(self, call: Call, next: Handler, target: Target, index: int, cooled: int) -> Reply | UpstreamError:
+        """The reply, or the failure to move on from; the client's own errors (Action.STOP) propagate.
+
+        `index` is the target's place in the order tried, `cooled` how many before it were cooling.
+        """
         call.target = target
         try:
             reply = await next(call)
@@ -127,31 +131,27 @@ class FallbackMiddleware:
                 extra={"request_id": call.request_id, "error_code": exc.code},
             )
             if exc.action is Action.STOP:
-                _disclose(call, target, passed, exc)  # the answer relayed is this target's refusal
+                _disclose(call, target, index, cooled, exc)  # the answer relayed is this target's refusal
                 raise
             return exc
-        _disclose(call, target, passed, None)
+        _disclose(call, target, index, cooled, None)
         return reply
 
 
-@dataclass(frozen=True, slots=True)
-class Passed:
-    """Where a target stood: its place in the order tried, and how many before it were cooling."""
+def _disclose(call: Call, target: Target, index: int, cooled: int, failure: UpstreamError | None) -> None:
+    """The headers that say whose answer this is and how routing got there (README: Retries).
 
-    index: int
-    cooling: int
-
-
-def _disclose(call: Call, target: Target, passed: Passed, failure: UpstreamError | None) -> None:
-    """The headers that say whose answer this is and how routing got there (README: Retries)."""
+    Every candidate ahead of `target` was passed over: it failed, was cooling, or was left out by
+    the capability check (those never reach this loop, so they are counted from `unfit_ahead`).
+    """
     headers = call.response_headers
     headers["x-routemw-provider"] = config_header_value(target.provider.name)
     headers["x-routemw-route-model"] = config_header_value(target.model)
     headers["x-routemw-attempts"] = str(len(call.attempts))
-    unfit = call.unfit_ahead.get(target, 0)
-    headers["x-routemw-fallbacks"] = str(passed.index + unfit)
-    skipped = [f"{reason}={count}" for reason, count in (("capability", unfit), ("cooldown", passed.cooling)) if count]
-    if skipped:
+    unfit = call.unfit_ahead.get(target, 0) if call.unfit_ahead else 0
+    headers["x-routemw-fallbacks"] = str(index + unfit)
+    if unfit or cooled:
+        skipped = [f"{reason}={count}" for reason, count in (("capability", unfit), ("cooldown", cooled)) if count]
         headers["x-routemw-skipped"] = ", ".join(skipped)
     dropped = sorted({*call.dropped, *target.drop})
     if dropped:
