@@ -24,6 +24,7 @@ import httpx
 
 from .cancellation import deadline
 from .errors import Attempt, UpstreamError, UpstreamTimeoutError
+from .http.headers import id_value
 from .http.upstream import body_pieces, read_body, upstream_request_id
 from .pipeline import Call
 from .providers.base import Provider, StreamTranslator, Target
@@ -105,8 +106,11 @@ class Dispatcher:
                         raise provider.error_from_response(response, await _read_bounded(response))
                     if call.request.stream:
                         translator = provider.stream_translator(call.request, target)
+                        report_model = getattr(translator, "report_model", None)
+                        if call.response_model is not None and report_model is not None:
+                            report_model(call.response_model)
                         secrets = self._secrets.get(provider.name, ())
-                        batches = _batches(response, translator, provider, secrets)
+                        batches = _batches(response, translator, provider, call.response_model, secrets)
                         head = await _read_head(batches)
                         done = True
                         return Stream(head, batches, aclose=response.aclose, headers=_upstream_headers(response))
@@ -114,6 +118,9 @@ class Dispatcher:
                     await response.aclose()
                     done = True
                     completion = provider.parse_response(response, body, call.request, target)
+                    name = call.response_model
+                    if name is not None and completion.data.get("model", name) != name:
+                        completion = completion.replace({**completion.data, "model": name})
                     completion.headers.update(_upstream_headers(response))
                     return completion
                 except httpx.TransportError as exc:
@@ -136,20 +143,27 @@ class Dispatcher:
 
 
 async def _batches(
-    response: httpx.Response, translator: StreamTranslator, provider: Provider, secrets: Sequence[str]
+    response: httpx.Response,
+    translator: StreamTranslator,
+    provider: Provider,
+    model: str | None,
+    secrets: Sequence[str],
 ) -> AsyncGenerator[list[Chunk], None]:
-    """One list of chunks per upstream read; a connection lost mid-stream is classified too."""
+    """One list of chunks per upstream read; a connection lost mid-stream is classified too.
+
+    With `model`, each chunk reports that name (see `_renamed`).
+    """
     pieces = body_pieces(response)
     try:
         async for piece in pieces:
             batch = translator.feed(piece)
             if batch:
-                yield batch
+                yield batch if model is None else _renamed(batch, model)
             if translator.done:
                 break
         tail = translator.close()
         if tail:
-            yield tail
+            yield tail if model is None else _renamed(tail, model)
     except httpx.TransportError as exc:
         error = provider.error_from_exception(exc)
         error.scrub(secrets)
@@ -167,6 +181,24 @@ async def _batches(
             async with deadline(_DRAIN_SECONDS):
                 async for _ in pieces:
                     pass
+
+
+def _renamed(batch: list[Chunk], model: str) -> list[Chunk]:
+    """`batch` with `model` in every chunk that names one.
+
+    Here, so that every adapter's stream (a plugin's too) follows the model's `response_model`.
+    A translator may offer `report_model(name)` and write the name itself as it builds each
+    chunk; the passthrough one does, since it parses each chunk anyway and can set the name
+    before the chunk exists. Then every chunk here already says `model` and costs one lookup.
+    Any other chunk is rebuilt; a passthrough chunk is then re-encoded instead of sent as the
+    upstream's bytes: measured, an `orjson.dumps` costs less than finding and splicing the name
+    in those bytes, and it cannot hit a `"model"` nested elsewhere in the chunk.
+    """
+    for index, chunk in enumerate(batch):
+        current = chunk.data.get("model", model)
+        if current != model:
+            batch[index] = chunk.replace({**chunk.data, "model": model})
+    return batch
 
 
 async def _read_head(batches: AsyncIterator[list[Chunk]]) -> list[Chunk]:
@@ -189,7 +221,8 @@ async def _read_bounded(response: httpx.Response) -> bytes:
 
 def _upstream_headers(response: httpx.Response) -> dict[str, str]:
     request_id = upstream_request_id(response)
-    return {"x-upstream-request-id": request_id} if request_id else {}
+    value = id_value(request_id) if request_id else None
+    return {"x-upstream-request-id": value} if value else {}
 
 
 def is_meaningful(data: Mapping[str, Any]) -> bool:

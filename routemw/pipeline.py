@@ -39,7 +39,13 @@ class Call:
     target: Target | None = None  # the candidate the current attempt is for
     attempts: list[Attempt] = field(default_factory=list)
     skipped: list[tuple[Target, str]] = field(default_factory=list)  # candidates left out, and why
+    # For a candidate, how many listed before it the capability check left out: they count as
+    # passed over in `x-routemw-fallbacks` when it answers. Absent means none.
+    unfit_ahead: dict[Target, int] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)  # request fields removed for every target
+    # The `model` every answer reports (the public id the client asked for), or None to keep
+    # the upstream's own name; set from the model's `response_model` option.
+    response_model: str | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)  # free for user middleware
     started: float = field(default_factory=time.monotonic)

@@ -78,8 +78,11 @@ def build(
         hosts["backup.test"] = backup
     if models is None:
         models = {"gpt-4o": {"routes": [{"provider": "up", "model": "gpt-4o"}]}}
+    # These tests compare what the client gets with the upstream's own bytes, so answers keep the
+    # upstream's model name (tests/test_response_model.py covers the default, the public id).
+    models = {name: {"response_model": "upstream", **spec} for name, spec in models.items()}
     # One call per target: these tests are about fallback and streaming, not the retry policy.
-    document: dict[str, Any] = {"providers": providers, "models": dict(models), "retry": {"attempts": 1}}
+    document: dict[str, Any] = {"providers": providers, "models": models, "retry": {"attempts": 1}}
     if server is not None:
         document["server"] = dict(server)
     if transport is None:
@@ -426,6 +429,21 @@ async def test_a_stream_cut_mid_answer_ends_with_an_in_band_error_and_no_done(up
     assert b"[DONE]" not in driver.body
     assert driver.complete
     assert driver.bodies[-1].startswith(b'data: {"error"')
+
+
+@pytest.mark.parametrize(("cut_after", "status"), [(1, 502), (3, 200)])  # before / after the first content
+async def test_a_stream_failure_is_logged_alike_before_and_after_the_commit(
+    upstream: FakeOpenAI, caplog: pytest.LogCaptureFixture, cut_after: int, status: int
+) -> None:
+    upstream.queue(answer_sse(recording("openai/stream-text.sse"), cut_after=cut_after))
+    driver = await ask(build(upstream), json=STREAM_CHAT, headers=[("x-request-id", "req-client-7")])
+
+    assert driver.status == status
+    (record,) = [r for r in caplog.records if r.name == "routemw" and r.levelno >= logging.WARNING]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage().startswith("routemw: request req-client-7: up/gpt-4o failed (no response, ")
+    assert record.getMessage().endswith("): upstream_stream_truncated")
+    assert (record.request_id, record.error_code) == ("req-client-7", "upstream_stream_truncated")
 
 
 async def test_an_in_band_upstream_error_after_content_is_forwarded_in_band(upstream: FakeOpenAI) -> None:

@@ -245,7 +245,7 @@ class _Validator(FieldReader):
         return out
 
     def model(self, name: str, value: Any, path: str, providers: Mapping[str, ProviderConfig]) -> ModelConfig | None:
-        allowed = frozenset({"routes", "capabilities", "fallbacks", "owned_by", "params"})
+        allowed = frozenset({"routes", "capabilities", "fallbacks", "owned_by", "params", "response_model"})
         data = self.mapping(value, path, allowed)
         if data is None:
             return None
@@ -265,6 +265,11 @@ class _Validator(FieldReader):
             fallbacks=self.field(data, "fallbacks", path, self.string_list, ()),
             owned_by=self.field(data, "owned_by", path, self.string, None),
             unsupported_params=self.field(data, "params", path, self.policy, None),
+            response_model=(
+                "upstream"
+                if self.field(data, "response_model", path, self.choice("public", "upstream"), "public") == "upstream"
+                else "public"
+            ),
         )
 
     def route(self, value: Any, path: str, providers: Mapping[str, ProviderConfig]) -> RouteConfig | None:

@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 UnsupportedPolicy = Literal["reject", "drop", "clamp"]
+ResponseModel = Literal["public", "upstream"]
 
 __all__ = [
     "AuthConfig",
@@ -16,6 +17,7 @@ __all__ = [
     "ModelConfig",
     "ParamsConfig",
     "ProviderConfig",
+    "ResponseModel",
     "RetryConfig",
     "RouteConfig",
     "ServerConfig",
@@ -77,6 +79,8 @@ class ModelConfig:
     fallbacks: tuple[str, ...] = ()
     owned_by: str | None = None
     unsupported_params: UnsupportedPolicy | None = None  # `params.unsupported` for this model
+    # What answers report in `model`: the public id the client asked for, or the upstream's name.
+    response_model: ResponseModel = "public"
 
 
 @dataclass(frozen=True, slots=True)

@@ -141,6 +141,8 @@ class CapabilityMiddleware:
                 logger.debug("routemw: request %s: skipped %r: %s", call.request_id, target, verdict.reason)
             else:
                 kept.append(verdict)
+                if refusals:
+                    call.unfit_ahead[verdict] = len(refusals)
         if not kept:
             first = refusals[0]
             raise InvalidRequestError(

@@ -38,4 +38,6 @@ class ResolveMiddleware:
         if not candidates:
             raise model_not_found(model)
         call.candidates = candidates
+        entry = self.catalog.get(model)
+        call.response_model = entry.response_model if entry is not None else None
         return await next(call)

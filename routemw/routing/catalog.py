@@ -31,6 +31,8 @@ class ModelEntry:
     targets: tuple[Target, ...]
     fallbacks: tuple[str, ...]
     owned_by: str
+    # The `model` its answers report: the public id (this entry's `id`), or None for the upstream's.
+    response_model: str | None = None
 
     def card(self, created: int) -> dict[str, Any]:
         """The `GET /v1/models` entry: OpenAI's fields, plus what the model can do.
@@ -95,7 +97,8 @@ class Catalog:
                 for route in model.routes
             )
             owned_by = model.owned_by or (model.routes[0].provider if model.routes else "routemw")
-            entries[model.name] = ModelEntry(model.name, targets, model.fallbacks, owned_by)
+            response_model = model.name if model.response_model == "public" else None
+            entries[model.name] = ModelEntry(model.name, targets, model.fallbacks, owned_by, response_model)
         return cls(entries)
 
     def get(self, model: str) -> ModelEntry | None:

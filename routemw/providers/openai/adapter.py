@@ -105,7 +105,8 @@ class OpenAIProvider(HTTPProvider):
     def stream_translator(self, request: ChatRequest, target: Target) -> StreamTranslator:
         return OpenAIStream(self)
 
-    def _chunk(self, data: bytes) -> Chunk | None:
+    def _chunk(self, data: bytes, model: str | None = None) -> Chunk | None:
+        """The chunk in `data`, or None for one with nothing for the client; `model` renames it."""
         payload = json_or_none(data)
         if payload is None:
             raise invalid_response(self._name, "a stream event that is not JSON")
@@ -119,6 +120,11 @@ class OpenAIProvider(HTTPProvider):
             # A preamble with nothing for the client (Azure's prompt_filter_results chunk),
             # or a keep-alive-like empty chunk: never forwarded.
             return None
+        if model is not None and payload.get("model", model) != model:
+            # Set on the dict parsed just now, before a Chunk exists: the cheapest exact rename
+            # (one re-encode of this chunk, no copy; see `routemw.dispatch._renamed`).
+            payload["model"] = model
+            return Chunk(data=payload)
         return Chunk(data=payload, raw=data)
 
     def error_from_response(self, response: httpx.Response, body: bytes) -> UpstreamError:
@@ -165,12 +171,17 @@ class OpenAIStream(SSETranslator):
         super().__init__()
         self._provider = provider
         self._saw_finish = False
+        self._model: str | None = None
+
+    def report_model(self, model: str) -> None:
+        """Make every chunk say `model` (the dispatcher's optional hook for `response_model`)."""
+        self._model = model
 
     def event(self, event: ServerSentEvent) -> list[Chunk]:
         if event.data == _DONE:
             self.finished = True
             return []
-        chunk = self._provider._chunk(event.data)
+        chunk = self._provider._chunk(event.data, self._model)
         if chunk is None:
             return []
         self._saw_finish = self._saw_finish or _has_finish(chunk.data)

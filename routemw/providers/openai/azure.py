@@ -100,8 +100,8 @@ class AzureProvider(OpenAIProvider):
             return replace(profile, support=support, stream_options=False)
         return profile
 
-    def _chunk(self, data: bytes) -> Chunk | None:
-        chunk = super()._chunk(data)
+    def _chunk(self, data: bytes, model: str | None = None) -> Chunk | None:
+        chunk = super()._chunk(data, model)
         if chunk is None or chunk.data.get("id") or chunk.data.get("usage"):
             return chunk
         # Annotation-only chunks of the asynchronous content filter: no id, nothing said.
