@@ -120,7 +120,9 @@ class Gateway:
         else:
             layers = [*middleware, *defaults]
         self.middleware: tuple[Middleware, ...] = tuple(layers)
-        dispatcher = Dispatcher(self._get_transport, first_token_timeout=retry.first_token_timeout)
+        dispatcher = Dispatcher(
+            self._get_transport, first_token_timeout=retry.first_token_timeout, limits=config.upstream
+        )
         self._handler: Handler = compose(self.middleware, dispatcher)
         self._transport = transport
         self._owns_transport = transport is None

@@ -17,10 +17,12 @@ import anyio
 import httpx
 
 from .cancellation import deadline
+from .config import UpstreamConfig
 from .errors import Attempt, UpstreamError, UpstreamTimeoutError
-from .http.upstream import body_pieces, read_body, upstream_request_id
+from .http.upstream import body_pieces, read_body, read_error_body, upstream_request_id
 from .pipeline import Call
 from .providers.base import Provider, StreamTranslator, Target
+from .providers.sse_translator import SSETranslator
 from .reply import Chunk, Reply, Stream
 
 __all__ = ["Dispatcher", "is_meaningful"]
@@ -39,10 +41,15 @@ class Dispatcher:
     """Sends `call.target`'s request; the transport comes from the gateway unless the provider has its own."""
 
     def __init__(
-        self, transport: Callable[[], httpx.AsyncBaseTransport], *, first_token_timeout: float | None = None
+        self,
+        transport: Callable[[], httpx.AsyncBaseTransport],
+        *,
+        first_token_timeout: float | None = None,
+        limits: UpstreamConfig | None = None,
     ) -> None:
         self._transport = transport
         self.first_token_timeout = first_token_timeout
+        self.limits = limits if limits is not None else UpstreamConfig()
 
     async def __call__(self, call: Call) -> Reply:
         """One attempt, recorded in `call.attempts` whatever its outcome."""
@@ -71,6 +78,8 @@ class Dispatcher:
     async def _attempt(self, call: Call, target: Target) -> Reply:
         provider = target.provider
         request = provider.build_request(call.request, target)
+        # The gateway's request id goes upstream too, so the provider's logs can be matched to ours.
+        request.headers["x-request-id"] = call.request_id
         transport = provider.transport or self._transport()
         response: httpx.Response | None = None
         batches: AsyncGenerator[list[Chunk], None] | None = None
@@ -89,20 +98,24 @@ class Dispatcher:
                 try:
                     response = await transport.handle_async_request(request)
                     if not 200 <= response.status_code < 300:
-                        raise provider.error_from_response(response, await _read_bounded(response))
+                        error_body = await read_error_body(response, _MAX_ERROR_BODY)
+                        raise provider.error_from_response(response, error_body)
                     if call.request.stream:
                         translator = provider.stream_translator(call.request, target)
-                        batches = _batches(response, translator, provider)
+                        if isinstance(translator, SSETranslator):
+                            translator.max_event_bytes = self.limits.max_event_bytes
+                        batches = _batches(response, translator, provider, self.limits)
                         head = await _read_head(batches)
                         done = True
                         return Stream(head, batches, aclose=response.aclose, headers=_upstream_headers(response))
-                    body = await read_body(response)
+                    body = await read_body(response, self.limits)
                     await response.aclose()
                     done = True
                     completion = provider.parse_response(response, body, call.request, target)
                     completion.headers.update(_upstream_headers(response))
                     return completion
-                except httpx.TransportError as exc:
+                except (httpx.TransportError, httpx.DecodingError) as exc:
+                    # DecodingError: a body that does not inflate, or past `upstream:` limits.
                     raise provider.error_from_exception(exc) from exc
         except TimeoutError as exc:
             raise UpstreamTimeoutError(
@@ -122,11 +135,11 @@ class Dispatcher:
 
 
 async def _batches(
-    response: httpx.Response, translator: StreamTranslator, provider: Provider
+    response: httpx.Response, translator: StreamTranslator, provider: Provider, limits: UpstreamConfig
 ) -> AsyncGenerator[list[Chunk], None]:
     """One list of chunks per upstream read; a connection lost mid-stream is classified too."""
-    pieces = body_pieces(response)
     try:
+        pieces = body_pieces(response, limits)
         async for piece in pieces:
             batch = translator.feed(piece)
             if batch:
@@ -136,7 +149,7 @@ async def _batches(
         tail = translator.close()
         if tail:
             yield tail
-    except httpx.TransportError as exc:
+    except (httpx.TransportError, httpx.DecodingError) as exc:
         raise provider.error_from_exception(exc) from exc
     if translator.done:
         # The upstream said it is finished, but the end of its HTTP body (the chunked
@@ -155,15 +168,6 @@ async def _read_head(batches: AsyncIterator[list[Chunk]]) -> list[Chunk]:
         if any(is_meaningful(chunk.data) for chunk in batch):
             break
     return head
-
-
-async def _read_bounded(response: httpx.Response) -> bytes:
-    body = bytearray()
-    async for piece in response.aiter_bytes():
-        body += piece
-        if len(body) >= _MAX_ERROR_BODY:
-            break
-    return bytes(body[:_MAX_ERROR_BODY])
 
 
 def _upstream_headers(response: httpx.Response) -> dict[str, str]:

@@ -32,6 +32,7 @@ from .schema import (
     RetryConfig,
     RouteConfig,
     ServerConfig,
+    UpstreamConfig,
 )
 
 __all__ = ["ProviderTypes", "load_config"]
@@ -92,7 +93,7 @@ class _Validator(FieldReader):
         self.provider_types = provider_types
 
     def gateway(self, document: Any, origin: str) -> GatewayConfig | None:
-        allowed = frozenset({"server", "providers", "models", "keys", "auth", "retry", "params"})
+        allowed = frozenset({"server", "providers", "models", "keys", "auth", "retry", "params", "upstream"})
         data = self.mapping(document, "", allowed)
         if data is None:
             return None
@@ -110,6 +111,7 @@ class _Validator(FieldReader):
             auth=auth,
             retry=self.retry(data.get("retry"), "retry"),
             params=self.params(data.get("params"), "params"),
+            upstream=self.upstream(data.get("upstream"), "upstream"),
             source=origin,
         )
 
@@ -124,6 +126,18 @@ class _Validator(FieldReader):
             port=port,
             max_body_bytes=self.field(data, "max_body_bytes", path, self.integer(1), default.max_body_bytes),
             keepalive=self.field(data, "keepalive", path, self.non_negative, default.keepalive),
+        )
+
+    def upstream(self, value: Any, path: str) -> UpstreamConfig:
+        names = frozenset({"max_body_bytes", "max_event_bytes", "max_decompression_ratio"})
+        data = self.mapping(value, path, names) or {}
+        default = UpstreamConfig()
+        return UpstreamConfig(
+            max_body_bytes=self.field(data, "max_body_bytes", path, self.integer(1), default.max_body_bytes),
+            max_event_bytes=self.field(data, "max_event_bytes", path, self.integer(1), default.max_event_bytes),
+            max_decompression_ratio=self.field(
+                data, "max_decompression_ratio", path, self.positive, default.max_decompression_ratio
+            ),
         )
 
     def providers(self, value: Any, path: str) -> dict[str, ProviderConfig]:

@@ -20,6 +20,7 @@ __all__ = [
     "RouteConfig",
     "ServerConfig",
     "UnsupportedPolicy",
+    "UpstreamConfig",
 ]
 
 
@@ -35,6 +36,17 @@ class ServerConfig:
     # Seconds of upstream silence after which a stream gets an SSE comment, so that proxies
     # and clients with idle timeouts keep the connection open during long pauses; 0 turns it off.
     keepalive: float = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    """Bounds on what an upstream may send; anything past them is an invalid upstream response."""
+
+    max_body_bytes: int = 32 * 1024 * 1024  # a whole (non-stream) body, after decompression
+    max_event_bytes: int = 8 * 1024 * 1024  # one SSE line, and one event's data
+    # A compressed body may inflate to this many times the compressed bytes received (checked
+    # once more than 1 MiB has come out, so a small repetitive answer is never taken for a bomb).
+    max_decompression_ratio: float = 100.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +126,7 @@ class GatewayConfig:
     auth: AuthConfig = AuthConfig()
     retry: RetryConfig = RetryConfig()
     params: ParamsConfig = ParamsConfig()
+    upstream: UpstreamConfig = UpstreamConfig()
     source: str = "<mapping>"  # where it came from, for messages
 
     def secrets(self) -> tuple[str, ...]:

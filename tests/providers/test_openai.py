@@ -6,6 +6,7 @@ Everything here is pure or fed from in-memory streams; the inputs are the genuin
 from __future__ import annotations
 
 import email.utils
+import importlib.metadata
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -23,6 +24,7 @@ from fakes import (
     sse_from_jsonl,
 )
 
+import routemw
 from routemw import Action, OpenAIProvider, ProviderConfig, Target, UpstreamError, UpstreamTimeoutError
 from routemw.chat import ChatRequest, parse_chat_request
 from routemw.providers.base import parse_stream
@@ -109,6 +111,23 @@ def test_organization_project_and_custom_headers_are_sent_and_no_key_means_no_au
     assert request.headers["openai-organization"] == "org-123"
     assert request.headers["openai-project"] == "proj_456"
     assert request.headers["x-custom"] == "1"
+
+
+def test_requests_name_routemw_and_its_version_and_ask_for_no_compression() -> None:
+    provider = make_provider()
+    request = provider.build_request(make_request(CHAT), make_target(provider))
+
+    assert request.headers["user-agent"] == f"routemw/{routemw.__version__}"
+    assert routemw.__version__ == importlib.metadata.version("routemw")
+    assert request.headers["accept-encoding"] == "identity"
+
+
+def test_configured_headers_replace_the_user_agent_and_accept_encoding() -> None:
+    provider = make_provider(headers={"User-Agent": "acme-gateway/2", "Accept-Encoding": "gzip"})
+    request = provider.build_request(make_request(CHAT), make_target(provider))
+
+    assert request.headers.get_list("user-agent") == ["acme-gateway/2"]
+    assert request.headers.get_list("accept-encoding") == ["gzip"]
 
 
 def test_without_a_base_url_the_request_goes_to_openai() -> None:
