@@ -124,6 +124,19 @@ async def test_an_unknown_content_encoding_falls_back(upstream: FakeOpenAI, back
     answered_by_backup(driver, stream=False)
 
 
+async def test_with_the_defaults_a_150_mib_sse_line_is_refused_after_8_mib(
+    upstream: FakeOpenAI, backup: FakeOpenAI
+) -> None:
+    piece = b"a" * 65536  # one object, delivered 2400 times: 150 MiB on the wire, none of it held here
+    parts = (b"data: ", *([piece] * 2400), b"\n\n")
+    upstream.queue(Step(status=200, headers={"content-type": "text/event-stream"}, parts=parts))
+    driver = await drive(mock_gateway(upstream, backup), json=STREAM_CHAT)
+
+    answered_by_backup(driver, stream=True)
+    sent = sum(map(len, upstream.streams[0].sent))
+    assert 8 * 1024 * 1024 < sent <= 8 * 1024 * 1024 + 2 * len(piece)  # read just past the limit
+
+
 async def test_a_plain_body_past_the_limit_falls_back(upstream: FakeOpenAI, backup: FakeOpenAI) -> None:
     padded = orjson.dumps({**COMPLETION, "padding": "x" * (33 * 1024 * 1024)})  # past the default 32 MiB
     upstream.queue(answer_json(padded))
