@@ -125,6 +125,7 @@ class Gateway:
             self._get_transport,
             first_token_timeout=retry.first_token_timeout,
             secrets={name: _credentials(cfg) for name, cfg in config.providers.items()},
+            limits=config.upstream,
         )
         self._handler: Handler = compose(self.middleware, dispatcher)
         self._transport = transport

@@ -23,11 +23,13 @@ import anyio
 import httpx
 
 from .cancellation import deadline
+from .config import UpstreamConfig
 from .errors import Attempt, UpstreamError, UpstreamTimeoutError
 from .http.headers import id_value
-from .http.upstream import body_pieces, read_body, upstream_request_id
+from .http.upstream import body_pieces, read_body, read_error_body, upstream_request_id
 from .pipeline import Call
 from .providers.base import Provider, StreamTranslator, Target
+from .providers.sse_translator import SSETranslator
 from .reply import Chunk, Reply, Stream
 
 __all__ = ["Dispatcher", "is_meaningful"]
@@ -51,11 +53,14 @@ class Dispatcher:
         *,
         first_token_timeout: float | None = None,
         secrets: Mapping[str, Sequence[str]] | None = None,
+        limits: UpstreamConfig | None = None,
     ) -> None:
-        """`secrets` maps a provider's name to its credentials, blanked out of its errors."""
+        """`secrets` maps a provider's name to its credentials, blanked out of its errors;
+        `limits` bounds what an upstream may send (`upstream:` in config)."""
         self._transport = transport
         self.first_token_timeout = first_token_timeout
         self._secrets: Mapping[str, Sequence[str]] = secrets or {}
+        self.limits = limits if limits is not None else UpstreamConfig()
 
     async def __call__(self, call: Call) -> Reply:
         """One attempt, recorded in `call.attempts` whatever its outcome."""
@@ -85,6 +90,8 @@ class Dispatcher:
     async def _attempt(self, call: Call, target: Target) -> Reply:
         provider = target.provider
         request = provider.build_request(call.request, target)
+        # The gateway's request id goes upstream too, so the provider's logs can be matched to ours.
+        request.headers["x-request-id"] = call.request_id
         transport = provider.transport or self._transport()
         response: httpx.Response | None = None
         batches: AsyncGenerator[list[Chunk], None] | None = None
@@ -103,18 +110,21 @@ class Dispatcher:
                 try:
                     response = await transport.handle_async_request(request)
                     if not 200 <= response.status_code < 300:
-                        raise provider.error_from_response(response, await _read_bounded(response))
+                        error_body = await read_error_body(response, _MAX_ERROR_BODY)
+                        raise provider.error_from_response(response, error_body)
                     if call.request.stream:
                         translator = provider.stream_translator(call.request, target)
                         report_model = getattr(translator, "report_model", None)
                         if call.response_model is not None and report_model is not None:
                             report_model(call.response_model)
+                        if isinstance(translator, SSETranslator):
+                            translator.max_event_bytes = self.limits.max_event_bytes
                         secrets = self._secrets.get(provider.name, ())
-                        batches = _batches(response, translator, provider, call.response_model, secrets)
+                        batches = _batches(response, translator, provider, self.limits, call.response_model, secrets)
                         head = await _read_head(batches)
                         done = True
                         return Stream(head, batches, aclose=response.aclose, headers=_upstream_headers(response))
-                    body = await read_body(response)
+                    body = await read_body(response, self.limits)
                     await response.aclose()
                     done = True
                     completion = provider.parse_response(response, body, call.request, target)
@@ -123,7 +133,8 @@ class Dispatcher:
                         completion = completion.replace({**completion.data, "model": name})
                     completion.headers.update(_upstream_headers(response))
                     return completion
-                except httpx.TransportError as exc:
+                except (httpx.TransportError, httpx.DecodingError) as exc:
+                    # DecodingError: a body that does not inflate, or past `upstream:` limits.
                     raise provider.error_from_exception(exc) from exc
         except TimeoutError as exc:
             raise UpstreamTimeoutError(
@@ -146,6 +157,7 @@ async def _batches(
     response: httpx.Response,
     translator: StreamTranslator,
     provider: Provider,
+    limits: UpstreamConfig,
     model: str | None,
     secrets: Sequence[str],
 ) -> AsyncGenerator[list[Chunk], None]:
@@ -153,8 +165,8 @@ async def _batches(
 
     With `model`, each chunk reports that name (see `_renamed`).
     """
-    pieces = body_pieces(response)
     try:
+        pieces = body_pieces(response, limits)
         async for piece in pieces:
             batch = translator.feed(piece)
             if batch:
@@ -164,7 +176,8 @@ async def _batches(
         tail = translator.close()
         if tail:
             yield tail if model is None else _renamed(tail, model)
-    except httpx.TransportError as exc:
+    except (httpx.TransportError, httpx.DecodingError) as exc:
+        # DecodingError: a body that does not inflate, or past `upstream:` limits.
         error = provider.error_from_exception(exc)
         error.scrub(secrets)
         raise error from exc
@@ -208,15 +221,6 @@ async def _read_head(batches: AsyncIterator[list[Chunk]]) -> list[Chunk]:
         if any(is_meaningful(chunk.data) for chunk in batch):
             break
     return head
-
-
-async def _read_bounded(response: httpx.Response) -> bytes:
-    body = bytearray()
-    async for piece in response.aiter_bytes():
-        body += piece
-        if len(body) >= _MAX_ERROR_BODY:
-            break
-    return bytes(body[:_MAX_ERROR_BODY])
 
 
 def _upstream_headers(response: httpx.Response) -> dict[str, str]:

@@ -33,6 +33,7 @@ from .schema import (
     RetryConfig,
     RouteConfig,
     ServerConfig,
+    UpstreamConfig,
 )
 
 __all__ = ["ProviderTypes", "load_config"]
@@ -126,7 +127,7 @@ class _Validator(FieldReader):
         self.declared: frozenset[str] = frozenset()
 
     def gateway(self, document: Any, origin: str) -> GatewayConfig | None:
-        allowed = frozenset({"server", "providers", "models", "keys", "auth", "retry", "params"})
+        allowed = frozenset({"server", "providers", "models", "keys", "auth", "retry", "params", "upstream"})
         data = self.mapping(document, "", allowed)
         if data is None:
             return None
@@ -151,6 +152,7 @@ class _Validator(FieldReader):
             auth=auth,
             retry=self.retry(data.get("retry"), "retry"),
             params=self.params(data.get("params"), "params"),
+            upstream=self.upstream(data.get("upstream"), "upstream"),
             source=origin,
         )
 
@@ -169,6 +171,18 @@ class _Validator(FieldReader):
             max_body_bytes=self.field(data, "max_body_bytes", path, self.integer(1), default.max_body_bytes),
             keepalive=self.field(data, "keepalive", path, self.non_negative, default.keepalive),
             shutdown_timeout=self.field(data, "shutdown_timeout", path, self.non_negative, default.shutdown_timeout),
+        )
+
+    def upstream(self, value: Any, path: str) -> UpstreamConfig:
+        names = frozenset({"max_body_bytes", "max_event_bytes", "max_decompression_ratio"})
+        data = self.mapping(value, path, names) or {}
+        default = UpstreamConfig()
+        return UpstreamConfig(
+            max_body_bytes=self.field(data, "max_body_bytes", path, self.integer(1), default.max_body_bytes),
+            max_event_bytes=self.field(data, "max_event_bytes", path, self.integer(1), default.max_event_bytes),
+            max_decompression_ratio=self.field(
+                data, "max_decompression_ratio", path, self.positive, default.max_decompression_ratio
+            ),
         )
 
     def providers(self, value: Any, path: str) -> dict[str, ProviderConfig]:

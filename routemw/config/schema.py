@@ -22,6 +22,7 @@ __all__ = [
     "RouteConfig",
     "ServerConfig",
     "UnsupportedPolicy",
+    "UpstreamConfig",
 ]
 
 
@@ -40,6 +41,17 @@ class ServerConfig:
     # Seconds a shutting-down `routemw serve` gives requests in flight before ending them with a
     # `server_shutting_down` error; under Kubernetes' default 30 s grace period before SIGKILL.
     shutdown_timeout: float = 25.0
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    """Bounds on what an upstream may send; anything past them is an invalid upstream response."""
+
+    max_body_bytes: int = 32 * 1024 * 1024  # a whole (non-stream) body, after decompression
+    max_event_bytes: int = 8 * 1024 * 1024  # one SSE line, and one event's data
+    # A compressed body may inflate to this many times the compressed bytes received (checked
+    # once more than 1 MiB has come out, so a small repetitive answer is never taken for a bomb).
+    max_decompression_ratio: float = 100.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +138,7 @@ class GatewayConfig:
     auth: AuthConfig = AuthConfig()
     retry: RetryConfig = RetryConfig()
     params: ParamsConfig = ParamsConfig()
+    upstream: UpstreamConfig = UpstreamConfig()
     source: str = "<mapping>"  # where it came from, for messages
 
     def secrets(self) -> tuple[str, ...]:

@@ -9,7 +9,7 @@ import httpx
 
 from ..config import ProviderConfig
 from ..errors import UpstreamError
-from ..http.upstream import RequestTemplate
+from ..http.upstream import UPSTREAM_HEADERS, RequestTemplate
 from .classify import error_from_transport
 
 __all__ = ["HTTPProvider"]
@@ -31,7 +31,9 @@ class HTTPProvider:
     def __init__(self, config: ProviderConfig, headers: Mapping[str, str]) -> None:
         self._name = config.name
         self._timeout = config.timeout
-        base = {"content-type": "application/json", **headers}
+        # `user-agent` and `accept-encoding` first, so an operator's configured headers can replace
+        # them; names lower-cased so that `User-Agent` in config replaces rather than duplicates.
+        base = {**UPSTREAM_HEADERS, "content-type": "application/json", **{k.lower(): v for k, v in headers.items()}}
         self._json_headers = httpx.Headers({**base, "accept": "application/json"})
         self._sse_headers = httpx.Headers({**base, "accept": "text/event-stream"})
         # httpx's per-request timeouts; the aiohttp transport uses `read` against a stalled stream.
