@@ -16,15 +16,15 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from importlib import metadata
 from typing import Final
 
+from ._version import __version__
 from .app import Gateway
 from .config import ProviderTypes, default_document, load_config
 from .errors import ConfigError
 from .providers.registry import ProviderRegistry
 
-__all__ = ["EXIT_OK", "EXIT_USAGE", "main", "version", "without_userinfo"]
+__all__ = ["EXIT_OK", "EXIT_USAGE", "main", "without_userinfo"]
 
 EXIT_OK: Final = 0
 EXIT_USAGE: Final = 2  # bad arguments or an unusable config; argparse exits with it too
@@ -41,17 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _serve(args, config_path)
 
 
-def version() -> str:
-    """The installed distribution's version."""
-    try:
-        return metadata.version("routemw")
-    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown"
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="routemw", description="An OpenAI-compatible gateway to many LLM providers.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     config_help = f"YAML or JSON config file (default: ${CONFIG_VARIABLE}, else the embedded default)"
     serve = commands.add_parser("serve", help="run the gateway on uvicorn")
