@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -12,9 +13,19 @@ from ..errors import UpstreamError
 from ..http.upstream import UPSTREAM_HEADERS, RequestTemplate
 from .classify import error_from_transport
 
-__all__ = ["HTTPProvider"]
+__all__ = ["HTTPProvider", "path_segment"]
 
 _TEMPLATE_LIMIT = 512
+
+
+def path_segment(name: str) -> str:
+    """`name` as one URL path segment: nothing in it can end the segment or climb out of it.
+
+    `quote` leaves dots alone, and a segment of dots alone (`.`, `..`) is resolved by httpx as a
+    relative step, so such a name has its dots escaped too.
+    """
+    quoted = quote(name, safe="")
+    return quoted.replace(".", "%2E") if not quoted.strip(".") else quoted
 
 
 class HTTPProvider:

@@ -30,7 +30,6 @@ import re
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, Final
-from urllib.parse import quote
 
 import httpx
 
@@ -39,6 +38,7 @@ from ...config import ProviderConfig
 from ...errors import ConfigError
 from ...reply import Chunk
 from ..base import Target
+from ..http_provider import path_segment
 from .adapter import OpenAIProvider
 from .profiles import official_profile
 
@@ -85,7 +85,7 @@ class AzureProvider(OpenAIProvider):
         url = self._urls.get(target.model)
         if url is None:
             url = httpx.URL(
-                f"{self._base_url}/openai/deployments/{_segment(target.model)}/chat/completions",
+                f"{self._base_url}/openai/deployments/{path_segment(target.model)}/chat/completions",
                 params={"api-version": self._api_version},
             )
             self._urls[target.model] = url
@@ -109,12 +109,6 @@ class AzureProvider(OpenAIProvider):
             if not isinstance(choice, dict) or choice.get("delta") or choice.get("finish_reason") is not None:
                 return chunk
         return None
-
-
-def _segment(name: str) -> str:
-    """`name` as one URL path segment: nothing in it can end the segment or climb out of it."""
-    quoted = quote(name, safe="")
-    return quoted.replace(".", "%2E") if not quoted.strip(".") else quoted
 
 
 def register(registry: Any) -> None:
