@@ -20,8 +20,9 @@ from typing import Any, Final
 import yaml
 
 from ..errors import ConfigError
-from .fields import FieldReader, join, kind
+from .fields import join, kind
 from .interpolation import interpolate
+from .limits import LIMIT_KEYS, LimitFields
 from .schema import (
     AuthConfig,
     GatewayConfig,
@@ -84,7 +85,7 @@ def _read(path: Path) -> Any:
         raise ConfigError([f"{path}: not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}"]) from exc
 
 
-class _Validator(FieldReader):
+class _Validator(LimitFields):
     """Walks the document once; every check appends to `problems` and carries on."""
 
     def __init__(self, problems: list[str], provider_types: ProviderTypes | None) -> None:
@@ -92,7 +93,9 @@ class _Validator(FieldReader):
         self.provider_types = provider_types
 
     def gateway(self, document: Any, origin: str) -> GatewayConfig | None:
-        allowed = frozenset({"server", "providers", "models", "keys", "auth", "retry", "params"})
+        allowed = frozenset(
+            {"server", "providers", "models", "keys", "auth", "retry", "params", "prices", "limits", "usage"}
+        )
         data = self.mapping(document, "", allowed)
         if data is None:
             return None
@@ -110,8 +113,18 @@ class _Validator(FieldReader):
             auth=auth,
             retry=self.retry(data.get("retry"), "retry"),
             params=self.params(data.get("params"), "params"),
+            prices=self.prices(data.get("prices"), "prices"),
+            limits=self.limits(data.get("limits"), "limits", LIMIT_KEYS | {"estimate_output_tokens"}),
+            usage=self.usage(data.get("usage"), "usage"),
+            estimate_output_tokens=self.estimate_output_tokens(data.get("limits")),
             source=origin,
         )
+
+    def estimate_output_tokens(self, limits: Any) -> int:
+        default = GatewayConfig().estimate_output_tokens
+        if not isinstance(limits, Mapping):
+            return default
+        return self.field(limits, "estimate_output_tokens", "limits", self.integer(1), default)
 
     def server(self, value: Any, path: str) -> ServerConfig:
         data = self.mapping(value, path, frozenset({"host", "port", "max_body_bytes", "keepalive"})) or {}
@@ -199,7 +212,7 @@ class _Validator(FieldReader):
         return out
 
     def model(self, name: str, value: Any, path: str, providers: Mapping[str, ProviderConfig]) -> ModelConfig | None:
-        allowed = frozenset({"routes", "capabilities", "fallbacks", "owned_by", "params"})
+        allowed = frozenset({"routes", "capabilities", "fallbacks", "owned_by", "params", "limits"})
         data = self.mapping(value, path, allowed)
         if data is None:
             return None
@@ -219,10 +232,11 @@ class _Validator(FieldReader):
             fallbacks=self.field(data, "fallbacks", path, self.string_list, ()),
             owned_by=self.field(data, "owned_by", path, self.string, None),
             unsupported_params=self.field(data, "params", path, self.policy, None),
+            limits=self.limits(data.get("limits"), join(path, "limits")),
         )
 
     def route(self, value: Any, path: str, providers: Mapping[str, ProviderConfig]) -> RouteConfig | None:
-        allowed = frozenset({"provider", "model", "weight", "params", "capabilities"})
+        allowed = frozenset({"provider", "model", "weight", "params", "capabilities", "limits"})
         data = self.mapping(value, path, allowed)
         if data is None:
             return None
@@ -240,6 +254,7 @@ class _Validator(FieldReader):
             weight=self.field(data, "weight", path, self.positive, 1.0),
             params=self.field(data, "params", path, self.free_map, MappingProxyType({})),
             capabilities=self.field(data, "capabilities", path, self.capabilities, MappingProxyType({})),
+            limits=self.route_limits(data.get("limits"), join(path, "limits")),
         )
 
     def keys(self, value: Any, path: str, models: Mapping[str, ModelConfig]) -> tuple[KeyConfig, ...]:
@@ -269,7 +284,7 @@ class _Validator(FieldReader):
         return tuple(out)
 
     def key(self, value: Any, path: str, models: Mapping[str, ModelConfig]) -> KeyConfig | None:
-        allowed = frozenset({"name", "key", "sha256", "models", "metadata", "params"})
+        allowed = frozenset({"name", "key", "sha256", "models", "metadata", "params", "limits", "expires"})
         data = self.mapping(value, path, allowed)
         if data is None:
             return None
@@ -303,6 +318,8 @@ class _Validator(FieldReader):
             sha256=digest.lower() if isinstance(digest, str) else None,
             metadata=self.field(data, "metadata", path, self.string_map, MappingProxyType({})),
             unsupported_params=self.field(data, "params", path, self.policy, None),
+            limits=self.limits(data["limits"], join(path, "limits")) if "limits" in data else None,
+            expires=self.field(data, "expires", path, self.expires, None),
         )
 
     def auth(self, value: Any, path: str) -> AuthConfig:

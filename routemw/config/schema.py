@@ -4,22 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Literal
 
 UnsupportedPolicy = Literal["reject", "drop", "clamp"]
+Period = Literal["day", "week", "month", "total"]
 
 __all__ = [
     "AuthConfig",
+    "BudgetConfig",
     "GatewayConfig",
     "KeyConfig",
+    "LimitsConfig",
     "ModelConfig",
     "ParamsConfig",
+    "Period",
+    "PriceConfig",
     "ProviderConfig",
     "RetryConfig",
     "RouteConfig",
     "ServerConfig",
+    "TokenQuotaConfig",
     "UnsupportedPolicy",
+    "UsageConfig",
 ]
 
 
@@ -50,6 +58,54 @@ class ProviderConfig:
     options: Mapping[str, Any] = field(default_factory=_empty)
 
 
+# -- limits, prices and usage (see routemw.limits) ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetConfig:
+    """A spending cap per UTC calendar period, in integer micro-USD (no float drift)."""
+
+    micro_usd: int
+    period: Period = "month"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenQuotaConfig:
+    """A cap on tokens (input + output) per UTC calendar period."""
+
+    total: int
+    period: Period = "month"
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """`limits` on a key, a model, a route, or the defaults; None means "no such limit"."""
+
+    rpm: int | None = None  # requests in any 60 s, a burst of all of them allowed
+    tpm: int | None = None  # tokens (input + output) in any 60 s
+    concurrency: int | None = None  # requests in flight at once
+    budget: BudgetConfig | None = None
+    tokens: TokenQuotaConfig | None = None
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.rpm, self.tpm, self.concurrency, self.budget, self.tokens))
+
+
+@dataclass(frozen=True, slots=True)
+class PriceConfig:
+    """USD per 1M tokens; cached input and reasoning default to the input and output rates."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+    reasoning: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageConfig:
+    jsonl: str | None = None  # a file that gets one JSON usage record per line
+
+
 @dataclass(frozen=True, slots=True)
 class RouteConfig:
     """One candidate for a public model: a provider and the model name it knows."""
@@ -59,6 +115,7 @@ class RouteConfig:
     weight: float = 1.0
     params: Mapping[str, Any] = field(default_factory=_empty)  # defaults for keys the client did not send
     capabilities: Mapping[str, bool | int] = field(default_factory=_empty)
+    limits: LimitsConfig = LimitsConfig()  # rpm/tpm: the upstream's own quota for this route
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +126,7 @@ class ModelConfig:
     fallbacks: tuple[str, ...] = ()
     owned_by: str | None = None
     unsupported_params: UnsupportedPolicy | None = None  # `params.unsupported` for this model
+    limits: LimitsConfig = LimitsConfig()  # shared by every account using this public model
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +139,8 @@ class KeyConfig:
     sha256: str | None = field(default=None, repr=False)
     metadata: Mapping[str, str] = field(default_factory=_empty)
     unsupported_params: UnsupportedPolicy | None = None  # `params.unsupported` for this key
+    limits: LimitsConfig | None = None  # None: the config's default `limits`
+    expires: datetime | None = None  # timezone-aware; refused from then on
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +174,11 @@ class GatewayConfig:
     auth: AuthConfig = AuthConfig()
     retry: RetryConfig = RetryConfig()
     params: ParamsConfig = ParamsConfig()
+    prices: Mapping[str, PriceConfig] = field(default_factory=_empty)
+    limits: LimitsConfig = LimitsConfig()  # defaults for keys without their own
+    # `limits.estimate_output_tokens`: output reserved for a request without max_tokens or route default
+    estimate_output_tokens: int = 1024
+    usage: UsageConfig = UsageConfig()
     source: str = "<mapping>"  # where it came from, for messages
 
     def secrets(self) -> tuple[str, ...]:

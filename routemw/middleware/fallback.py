@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from ..errors import Action, AllTargetsFailedError, UpstreamError
+from ..limits.admission import RouteGate
 from ..pipeline import Call, Handler
 from ..providers.base import Target
 from ..reply import Reply
@@ -61,9 +62,11 @@ class FallbackMiddleware:
         health: HealthStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
+        route_limits: RouteGate | None = None,
     ) -> None:
         self.timeout = timeout
         self.health = health
+        self.route_limits = route_limits
         self.clock = clock
         self.rand = rand
 
@@ -71,6 +74,7 @@ class FallbackMiddleware:
         call.deadline = min(call.deadline, self.clock() + self.timeout)
         targets = weighted_order(call.candidates, self.rand)
         cooling: list[tuple[float, Target]] = []
+        limited: list[float] = []  # seconds until each route at its own rate limit would take it
         # The deadline is enforced where the waiting happens, in each attempt's cancel scope (the
         # dispatcher) and before each retry's sleep (the retry stop); here it ends the loop.
         for index, target in enumerate(targets):
@@ -83,6 +87,12 @@ class FallbackMiddleware:
                 call.skipped.append((target, f"cooling down for {max(until - self.clock(), 0):.1f}s"))
                 cooling.append((until, target))
                 continue
+            # Route limits: a route at its own rpm/tpm is skipped like a cooling one.
+            wait = await self.route_limits.admit(call, target) if self.route_limits is not None else None
+            if wait is not None:
+                call.skipped.append((target, f"at its rate limit for {wait:.1f}s"))
+                limited.append(wait)
+                continue
             reply = await self._try(call, next, target)
             if reply is not None:
                 self._disclose(call, target, fallbacks=index)
@@ -90,10 +100,14 @@ class FallbackMiddleware:
         if cooling and len(cooling) == len(targets) and self.clock() < call.deadline:
             # Every target is cooling: one try at the likeliest beats failing untried.
             _, target = min(cooling, key=lambda pair: pair[0])
-            reply = await self._try(call, next, target)
+            gate = self.route_limits
+            admitted = gate is None or await gate.admit(call, target) is None
+            reply = await self._try(call, next, target) if admitted else None
             if reply is not None:
                 self._disclose(call, target, fallbacks=targets.index(target))
                 return reply
+        if limited and not call.attempts and self.route_limits is not None:
+            raise self.route_limits.exhausted(call.request.model, min(limited))
         deadline_passed = self.clock() >= call.deadline
         raise AllTargetsFailedError(call.request.model, call.attempts, deadline_passed=deadline_passed)
 

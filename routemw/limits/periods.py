@@ -1,0 +1,33 @@
+"""UTC calendar periods as pure arithmetic on a timestamp.
+
+A quota's state is keyed by the id of the period it counts (`2026-09`, `2026-W37`,
+`2026-09-14`, `total`), so a new period starts from nothing without a job that resets
+counters. The functions take epoch seconds and use nothing but integer calendar arithmetic, so
+a store that keeps its state elsewhere (a Lua script reading Redis `TIME`) computes the same ids.
+Weeks are ISO weeks: they start on Monday.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from ..config.schema import Period
+
+__all__ = ["period_bounds"]
+
+
+def period_bounds(period: Period, now: float) -> tuple[str, float | None]:
+    """The id of the period `now` falls in, and when it ends (None for `total`, which never does)."""
+    if period == "total":
+        return "total", None
+    moment = datetime.fromtimestamp(now, UTC)
+    day = datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+    if period == "day":
+        return day.strftime("%Y-%m-%d"), (day + timedelta(days=1)).timestamp()
+    if period == "week":
+        start = day - timedelta(days=day.weekday())
+        year, week, _ = start.isocalendar()
+        return f"{year}-W{week:02d}", (start + timedelta(days=7)).timestamp()
+    first = datetime(moment.year, moment.month, 1, tzinfo=UTC)
+    following = datetime(moment.year + moment.month // 12, moment.month % 12 + 1, 1, tzinfo=UTC)
+    return first.strftime("%Y-%m"), following.timestamp()

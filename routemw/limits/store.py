@@ -1,0 +1,270 @@
+"""Where limits are counted: one small async protocol, and its in-memory implementation.
+
+Every operation is one atomic step over all the claims it is given, so a store that keeps its
+state in Redis implements each as one Lua script and gets the same guarantees:
+
+- `admit` checks every claim and, only if all pass, applies all of them: a request refused by
+  one scope (a key's rpm) takes nothing from any other (the model's tpm, the key's budget).
+- `reconcile` replaces what a lease reserved with what it actually used; `release` gives back
+  everything a lease holds except what cannot be taken back (a request that was started).
+  Both are idempotent per lease and never touch another lease's reservation.
+- Time is the store's own (`clock` here, Redis `TIME` there); results are relative ("retry in
+  1.2 s", "resets in 3 h"), never a clock reading to compare with another host's.
+
+Keys are `{group}:name`. The group is one account (`acct:team-a`), one public model or one
+route, so every counter of an account shares a Redis Cluster hash tag and one script can
+update them together.
+
+Counting rules:
+
+- `Rate` is GCRA with weights: a limit of N per window admits N units at once and then one
+  every window/N seconds (no calendar minute, which would let 2N through around its edge).
+  A refund moves the theoretical arrival time back, never before now.
+- `Slots` are leases by id: a lease holds at most one slot, and releasing it twice, or
+  releasing another's, is impossible by construction.
+- `Quota` is a ledger per calendar period: `committed` plus the holds of leases in flight must
+  stay within the limit; reconciling turns a hold into a commitment in the period the lease was
+  admitted in. A limit already reached refuses even a request estimated to cost nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..config.schema import Period
+from .periods import period_bounds
+
+__all__ = [
+    "Admission",
+    "Claim",
+    "LimitStore",
+    "MemoryLimitStore",
+    "Quota",
+    "Rate",
+    "Settlement",
+    "Slots",
+    "Standing",
+]
+
+_EPSILON = 1e-9  # float slack in the GCRA comparison, far below any meaningful time
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """`limit` units per `window` seconds, all of them usable at once; this request takes `amount`."""
+
+    group: str
+    name: str  # "rpm" or "tpm"
+    limit: int
+    amount: int
+    window: float = 60.0
+    refundable: bool = True  # False for a request count: a started request stays started
+
+
+@dataclass(frozen=True, slots=True)
+class Slots:
+    """At most `limit` leases at once."""
+
+    group: str
+    limit: int
+    name: str = "concurrency"
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """At most `limit` units (tokens, micro-USD) per UTC calendar `period`; this request holds `amount`."""
+
+    group: str
+    name: str  # "budget" or "tokens"
+    limit: int
+    amount: int
+    period: Period = "month"
+
+
+Claim = Rate | Slots | Quota
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """One claim's state as the store saw it: after the reservation when admitted."""
+
+    claim: Claim
+    ok: bool
+    remaining: int  # units left (after this request's reservation, when admitted)
+    used: int = 0  # quota: committed in this period, not counting holds
+    reset_after: float | None = None  # rate: seconds until full again; quota: until the period ends
+    retry_after: float | None = None  # refused: seconds until it would pass; None when waiting cannot tell
+    period: str | None = None  # quota: the period id the reservation counts in
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    admitted: bool
+    standings: tuple[Standing, ...]  # every claim's, in the order given
+
+    @property
+    def refusals(self) -> tuple[Standing, ...]:
+        return tuple(s for s in self.standings if not s.ok)
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What a lease actually used of one claim it was admitted with."""
+
+    claim: Claim
+    actual: int
+    period: str | None = None  # quota: the period id from the admission
+
+
+class LimitStore(Protocol):
+    async def admit(self, lease: str, claims: Sequence[Claim]) -> Admission:
+        """All claims, or none of them."""
+
+    async def reconcile(self, lease: str, settlements: Sequence[Settlement]) -> None:
+        """Replace the lease's reservations with what it used, and free its slots."""
+
+    async def release(self, lease: str, claims: Sequence[Claim], periods: Sequence[str | None]) -> None:
+        """Give back the lease's reservations (refundable ones) and slots."""
+
+    async def inspect(self, claims: Sequence[Claim]) -> tuple[Standing, ...]:
+        """The current standing of each claim, reserving nothing (`amount` is ignored)."""
+
+
+def _key(claim: Claim) -> str:
+    return f"{{{claim.group}}}:{claim.name}"
+
+
+@dataclass(slots=True)
+class _Ledger:
+    period: str
+    committed: int = 0
+    holds: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def held(self) -> int:
+        return sum(self.holds.values())
+
+
+class MemoryLimitStore:
+    """Limits counted in this process; the default. `clock` gives epoch seconds (inject one in tests).
+
+    Each operation runs without awaiting anything, so on one event loop it is atomic.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._tat: dict[str, float] = {}  # rate key -> theoretical arrival time
+        self._slots: dict[str, set[str]] = {}
+        self._ledgers: dict[str, _Ledger] = {}
+
+    async def admit(self, lease: str, claims: Sequence[Claim]) -> Admission:
+        now = self.clock()
+        standings = tuple(self._check(lease, claim, now) for claim in claims)
+        if not all(s.ok for s in standings):
+            return Admission(False, standings)
+        for claim, standing in zip(claims, standings, strict=True):
+            key = _key(claim)
+            if isinstance(claim, Rate):
+                self._tat[key] = max(self._tat.get(key, now), now) + claim.amount * claim.window / claim.limit
+            elif isinstance(claim, Slots):
+                self._slots.setdefault(key, set()).add(lease)
+            else:
+                assert standing.period is not None
+                ledger = self._ledger(key, standing.period)
+                ledger.holds[lease] = ledger.holds.get(lease, 0) + claim.amount
+        return Admission(True, standings)
+
+    async def reconcile(self, lease: str, settlements: Sequence[Settlement]) -> None:
+        now = self.clock()
+        for settlement in settlements:
+            claim = settlement.claim
+            key = _key(claim)
+            if isinstance(claim, Rate):
+                self._adjust(key, claim, settlement.actual - claim.amount, now)
+            elif isinstance(claim, Slots):
+                self._free(key, lease)
+            else:
+                ledger = self._ledgers.get(key)
+                # A lease is settled in the period it was admitted in; if that period is over,
+                # its ledger is gone with it and nobody reads it again.
+                if ledger is not None and ledger.period == settlement.period and lease in ledger.holds:
+                    del ledger.holds[lease]
+                    ledger.committed += settlement.actual
+
+    async def release(self, lease: str, claims: Sequence[Claim], periods: Sequence[str | None]) -> None:
+        now = self.clock()
+        for claim, period in zip(claims, periods, strict=True):
+            key = _key(claim)
+            if isinstance(claim, Rate):
+                if claim.refundable:
+                    self._adjust(key, claim, -claim.amount, now)
+            elif isinstance(claim, Slots):
+                self._free(key, lease)
+            else:
+                ledger = self._ledgers.get(key)
+                if ledger is not None and ledger.period == period:
+                    ledger.holds.pop(lease, None)
+
+    async def inspect(self, claims: Sequence[Claim]) -> tuple[Standing, ...]:
+        now = self.clock()
+        return tuple(self._check(None, claim, now, reserve=False) for claim in claims)
+
+    # -- one claim -------------------------------------------------------------------------
+
+    def _check(self, lease: str | None, claim: Claim, now: float, *, reserve: bool = True) -> Standing:
+        key = _key(claim)
+        if isinstance(claim, Rate):
+            return self._check_rate(key, claim, now, claim.amount if reserve else 0)
+        if isinstance(claim, Slots):
+            holders = self._slots.get(key, set())
+            taken = len(holders) + (1 if reserve and lease not in holders else 0)
+            ok = taken <= claim.limit
+            return Standing(claim, ok, max(claim.limit - taken, 0) if ok else 0)
+        period, ends = period_bounds(claim.period, now)
+        ledger = self._ledgers.get(key)
+        committed, held = (ledger.committed, ledger.held) if ledger is not None and ledger.period == period else (0, 0)
+        amount = claim.amount if reserve else 0
+        used = committed + held
+        ok = used + amount <= claim.limit and (used < claim.limit or not reserve)
+        reset_after = None if ends is None else max(ends - now, 0.0)
+        remaining = max(claim.limit - used - (amount if ok else 0), 0)
+        return Standing(claim, ok, remaining, used=committed, reset_after=reset_after, period=period)
+
+    def _check_rate(self, key: str, claim: Rate, now: float, amount: int) -> Standing:
+        interval = claim.window / claim.limit  # seconds one unit takes to come back
+        tat = max(self._tat.get(key, now), now)
+        after = tat + amount * interval
+        if after - now <= claim.window + _EPSILON:
+            remaining = math.floor((claim.window - (after - now)) / interval + _EPSILON)
+            return Standing(claim, True, max(remaining, 0), reset_after=after - now)
+        # More than the whole limit can never pass; otherwise it passes once enough has come back.
+        retry = None if amount > claim.limit else after - claim.window - now
+        remaining = math.floor((claim.window - (tat - now)) / interval + _EPSILON)
+        return Standing(claim, False, max(remaining, 0), reset_after=tat - now, retry_after=retry)
+
+    def _adjust(self, key: str, claim: Rate, delta: int, now: float) -> None:
+        """Move the arrival time by `delta` units: back for a refund (never before now), on for extra use."""
+        if delta == 0:
+            return
+        tat = max(self._tat.get(key, now), now) + delta * claim.window / claim.limit
+        if tat <= now:
+            self._tat.pop(key, None)  # back to full: nothing worth keeping
+        else:
+            self._tat[key] = tat
+
+    def _free(self, key: str, lease: str) -> None:
+        holders = self._slots.get(key)
+        if holders is not None:
+            holders.discard(lease)
+            if not holders:
+                del self._slots[key]
+
+    def _ledger(self, key: str, period: str) -> _Ledger:
+        ledger = self._ledgers.get(key)
+        if ledger is None or ledger.period != period:
+            ledger = self._ledgers[key] = _Ledger(period)  # a new period starts from nothing
+        return ledger
