@@ -32,11 +32,9 @@ import asyncio
 import itertools
 import logging
 import math
-import time
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from ..accounts import ANONYMOUS, Account
@@ -50,6 +48,7 @@ from ..routing import Catalog
 from ..usage import Meter
 from .estimate import Estimate, estimate
 from .headers import duration, ratelimit_headers
+from .periods import period_end
 from .store import Admission, Claim, LimitStore, MemoryLimitStore, Quota, Rate, Settlement, Slots, Standing
 
 __all__ = ["Lease", "LimitMiddleware", "Limits", "RouteGate"]
@@ -97,11 +96,6 @@ def _scope(group: str) -> str:
     if kind == "model":
         return f"model '{name}' (shared by all keys)"
     return f"route {name}"
-
-
-def _at(seconds: float) -> str:
-    moment = datetime.fromtimestamp(time.time() + seconds, UTC).replace(microsecond=0)
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 class Limits:
@@ -262,7 +256,9 @@ class Limits:
             "limit": own.budget.micro_usd / 1_000_000 if own.budget is not None else None,
             "limit_remaining": budget.remaining / 1_000_000 if budget is not None else None,
             "limit_period": own.budget.period if own.budget is not None else None,
-            "limit_reset": _at(budget.reset_after) if budget is not None and budget.reset_after is not None else None,
+            "limit_reset": period_end(own.budget.period, budget.period)
+            if own.budget and budget and budget.period
+            else None,
             "expires_at": account.expires.isoformat().replace("+00:00", "Z") if account.expires else None,
             "rate_limit": rate,
             "tokens": (
@@ -344,16 +340,23 @@ def _refusal(admission: Admission, est: Estimate) -> RouteMWError:
     )
 
 
+def _usd(micro: int) -> str:
+    """Dollars with cents, and the micro-dollars only where there are any: $100.00, $0.074."""
+    text = f"{micro / 1_000_000:,.6f}".rstrip("0")
+    whole, _, cents = text.partition(".")
+    return f"${whole}.{cents.ljust(2, '0')}"
+
+
 def _quota_refusal(standing: Standing, claim: Quota) -> QuotaExceededError:
     if claim.name == "budget":
-        what = f"USD budget of ${claim.limit / 1_000_000:,.2f}"
-        left = f"${standing.remaining / 1_000_000:,.6f}".rstrip("0").rstrip(".")
-        need = f"${claim.amount / 1_000_000:,.6f}".rstrip("0").rstrip(".")
+        what = f"USD budget of {_usd(claim.limit)}"
+        left, need = _usd(standing.remaining), _usd(claim.amount)
     else:
         what = f"quota of {claim.limit} tokens"
         left, need = f"{standing.remaining} tokens", f"{claim.amount} tokens"
     period = "in total" if claim.period == "total" else f"for the {claim.period} {standing.period}"
-    reset = "it does not reset" if standing.reset_after is None else f"it resets at {_at(standing.reset_after)}"
+    ends = period_end(claim.period, standing.period) if standing.period is not None else None
+    reset = "it does not reset" if ends is None else f"it resets at {ends}"
     used_up = standing.remaining <= 0
     detail = "is used up" if used_up else f"has {left} left, and this request may use up to {need}"
     return QuotaExceededError(f"Your API key's {what} {period} {detail}; {reset}.")

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from ..config.schema import Period
 
-__all__ = ["period_bounds"]
+__all__ = ["period_bounds", "period_end"]
 
 
 def period_bounds(period: Period, now: float) -> tuple[str, float | None]:
@@ -31,3 +31,19 @@ def period_bounds(period: Period, now: float) -> tuple[str, float | None]:
     first = datetime(moment.year, moment.month, 1, tzinfo=UTC)
     following = datetime(moment.year + moment.month // 12, moment.month % 12 + 1, 1, tzinfo=UTC)
     return first.strftime("%Y-%m"), following.timestamp()
+
+
+def period_end(period: Period, ident: str) -> str | None:
+    """When the period named `ident` ends, as ISO 8601 UTC; a calendar fact, no clock needed."""
+    if period == "total":
+        return None
+    if period == "day":
+        start = datetime.strptime(ident, "%Y-%m-%d").replace(tzinfo=UTC)
+        end = start + timedelta(days=1)
+    elif period == "week":
+        start = datetime.strptime(ident + "-1", "%G-W%V-%u").replace(tzinfo=UTC)
+        end = start + timedelta(days=7)
+    else:
+        start = datetime.strptime(ident, "%Y-%m").replace(tzinfo=UTC)
+        end = datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
+    return end.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -51,6 +51,7 @@ __all__ = [
 ]
 
 _EPSILON = 1e-9  # float slack in the GCRA comparison, far below any meaningful time
+_UNIT_SLACK = 1e-6  # float slack when turning seconds back into whole units
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,17 +153,21 @@ class _Ledger:
 class MemoryLimitStore:
     """Limits counted in this process; the default. `clock` gives epoch seconds (inject one in tests).
 
-    Each operation runs without awaiting anything, so on one event loop it is atomic.
+    Each operation runs without awaiting anything, so on one event loop it is atomic. Rate
+    state is kept in seconds since the store was made, not since 1970: at epoch magnitudes a
+    float resolves only about a quarter of a microsecond, which at a tpm in the millions is a
+    token.
     """
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
+        self._origin = clock()
         self._tat: dict[str, float] = {}  # rate key -> theoretical arrival time
         self._slots: dict[str, set[str]] = {}
         self._ledgers: dict[str, _Ledger] = {}
 
     async def admit(self, lease: str, claims: Sequence[Claim]) -> Admission:
-        now = self.clock()
+        now = self.clock() - self._origin
         standings = tuple(self._check(lease, claim, now) for claim in claims)
         if not all(s.ok for s in standings):
             return Admission(False, standings)
@@ -179,7 +184,7 @@ class MemoryLimitStore:
         return Admission(True, standings)
 
     async def reconcile(self, lease: str, settlements: Sequence[Settlement]) -> None:
-        now = self.clock()
+        now = self.clock() - self._origin
         for settlement in settlements:
             claim = settlement.claim
             key = _key(claim)
@@ -196,7 +201,7 @@ class MemoryLimitStore:
                     ledger.committed += settlement.actual
 
     async def release(self, lease: str, claims: Sequence[Claim], periods: Sequence[str | None]) -> None:
-        now = self.clock()
+        now = self.clock() - self._origin
         for claim, period in zip(claims, periods, strict=True):
             key = _key(claim)
             if isinstance(claim, Rate):
@@ -210,7 +215,7 @@ class MemoryLimitStore:
                     ledger.holds.pop(lease, None)
 
     async def inspect(self, claims: Sequence[Claim]) -> tuple[Standing, ...]:
-        now = self.clock()
+        now = self.clock() - self._origin
         return tuple(self._check(None, claim, now, reserve=False) for claim in claims)
 
     # -- one claim -------------------------------------------------------------------------
@@ -224,13 +229,13 @@ class MemoryLimitStore:
             taken = len(holders) + (1 if reserve and lease not in holders else 0)
             ok = taken <= claim.limit
             return Standing(claim, ok, max(claim.limit - taken, 0) if ok else 0)
-        period, ends = period_bounds(claim.period, now)
+        period, ends = period_bounds(claim.period, now + self._origin)
         ledger = self._ledgers.get(key)
         committed, held = (ledger.committed, ledger.held) if ledger is not None and ledger.period == period else (0, 0)
         amount = claim.amount if reserve else 0
         used = committed + held
         ok = used + amount <= claim.limit and (used < claim.limit or not reserve)
-        reset_after = None if ends is None else max(ends - now, 0.0)
+        reset_after = None if ends is None else max(ends - self._origin - now, 0.0)
         remaining = max(claim.limit - used - (amount if ok else 0), 0)
         return Standing(claim, ok, remaining, used=committed, reset_after=reset_after, period=period)
 
@@ -239,11 +244,11 @@ class MemoryLimitStore:
         tat = max(self._tat.get(key, now), now)
         after = tat + amount * interval
         if after - now <= claim.window + _EPSILON:
-            remaining = math.floor((claim.window - (after - now)) / interval + _EPSILON)
+            remaining = math.floor((claim.window - (after - now)) / interval + _UNIT_SLACK)
             return Standing(claim, True, max(remaining, 0), reset_after=after - now)
         # More than the whole limit can never pass; otherwise it passes once enough has come back.
         retry = None if amount > claim.limit else after - claim.window - now
-        remaining = math.floor((claim.window - (tat - now)) / interval + _EPSILON)
+        remaining = math.floor((claim.window - (tat - now)) / interval + _UNIT_SLACK)
         return Standing(claim, False, max(remaining, 0), reset_after=tat - now, retry_after=retry)
 
     def _adjust(self, key: str, claim: Rate, delta: int, now: float) -> None:
