@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from .app import Gateway
 from .config import ProviderTypes, default_document, load_config
 from .errors import ConfigError
+from .limits.report import describe as describe_limits
 from .providers.registry import ProviderRegistry
 
 __all__ = ["main"]
@@ -91,6 +92,7 @@ def _check(config_path: str | None) -> int:
         fallbacks = f"; fallbacks: {', '.join(entry.fallbacks)}" if entry.fallbacks else ""
         print(f"  {entry.id}: {routes}{fallbacks}")
     print(f"auth: {config.auth.mode}, keys: {len(config.keys)}")
+    print("\n".join(describe_limits(config, gateway.catalog, gateway.limits)))
     return 0
 
 
