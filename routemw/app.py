@@ -327,7 +327,7 @@ class Gateway:
                     status = 200
                     meter = call.meter
                     if isinstance(reply, Completion):
-                        if meter is not None:
+                        if meter is not None and meter.counts is None:
                             meter.read(reply.data.get("usage"))
                         await send_json(send, 200, reply.encode(), response_headers)
                     else:

@@ -118,6 +118,7 @@ class Limits:
         self.routes = {key: limits for key, limits in (routes or {}).items() if limits}
         self.estimate_output_tokens = estimate_output_tokens
         self._direct = isinstance(store, MemoryLimitStore)
+        self._prices: dict[tuple[str, str], Price | None] = {}  # by route and public model: tables are fixed
         prefix = uuid.uuid4().hex[:12]  # lease ids must be unique across instances sharing a store
         counter = itertools.count(1)
         self._next_id: Callable[[], str] = lambda: f"{prefix}{next(counter):x}"
@@ -152,7 +153,10 @@ class Limits:
         return own if own is not None else self.defaults
 
     def price(self, target: Target) -> Price | None:
-        return self.prices.lookup(target.provider.name, target.model, target.public_model)
+        key = (target.key, target.public_model)
+        if key not in self._prices:
+            self._prices[key] = self.prices.lookup(target.provider.name, target.model, target.public_model)
+        return self._prices[key]
 
     # -- admission -------------------------------------------------------------------------
 

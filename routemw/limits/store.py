@@ -11,7 +11,7 @@ state in Redis implements each as one Lua script and gets the same guarantees:
 - Time is the store's own (`clock` here, Redis `TIME` there); results are relative ("retry in
   1.2 s", "resets in 3 h"), never a clock reading to compare with another host's.
 
-Keys are `{group}:name`. The group is one account (`acct:team-a`), one public model or one
+Keys are `{group}:name` (`Claim.key`). The group is one account (`acct:team-a`), one public model or one
 route, so every counter of an account shares a Redis Cluster hash tag and one script can
 update them together.
 
@@ -64,6 +64,10 @@ class Rate:
     amount: int
     window: float = 60.0
     refundable: bool = True  # False for a request count: a started request stays started
+    key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{{{self.group}}}:{self.name}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,10 @@ class Slots:
     group: str
     limit: int
     name: str = "concurrency"
+    key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{{{self.group}}}:{self.name}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +92,10 @@ class Quota:
     limit: int
     amount: int
     period: Period = "month"
+    key: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{{{self.group}}}:{self.name}")
 
 
 Claim = Rate | Slots | Quota
@@ -135,19 +147,23 @@ class LimitStore(Protocol):
         """The current standing of each claim, reserving nothing (`amount` is ignored)."""
 
 
-def _key(claim: Claim) -> str:
-    return f"{{{claim.group}}}:{claim.name}"
-
-
 @dataclass(slots=True)
 class _Ledger:
     period: str
     committed: int = 0
+    held: int = 0  # the sum of `holds`, kept as it changes
     holds: dict[str, int] = field(default_factory=dict)
 
-    @property
-    def held(self) -> int:
-        return sum(self.holds.values())
+    def hold(self, lease: str, amount: int) -> None:
+        self.holds[lease] = self.holds.get(lease, 0) + amount
+        self.held += amount
+
+    def drop(self, lease: str) -> bool:
+        amount = self.holds.pop(lease, None)
+        if amount is None:
+            return False
+        self.held -= amount
+        return True
 
 
 class MemoryLimitStore:
@@ -162,6 +178,8 @@ class MemoryLimitStore:
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
         self._origin = clock()
+        self._periods: dict[Period, tuple[str, float | None]] = {}  # the current period of each kind
+        self._period_start: dict[Period, float] = {}  # a time inside it, so a clock going back recomputes
         self._tat: dict[str, float] = {}  # rate key -> theoretical arrival time
         self._slots: dict[str, set[str]] = {}
         self._ledgers: dict[str, _Ledger] = {}
@@ -172,22 +190,21 @@ class MemoryLimitStore:
         if not all(s.ok for s in standings):
             return Admission(False, standings)
         for claim, standing in zip(claims, standings, strict=True):
-            key = _key(claim)
+            key = claim.key
             if isinstance(claim, Rate):
                 self._tat[key] = max(self._tat.get(key, now), now) + claim.amount * claim.window / claim.limit
             elif isinstance(claim, Slots):
                 self._slots.setdefault(key, set()).add(lease)
             else:
                 assert standing.period is not None
-                ledger = self._ledger(key, standing.period)
-                ledger.holds[lease] = ledger.holds.get(lease, 0) + claim.amount
+                self._ledger(key, standing.period).hold(lease, claim.amount)
         return Admission(True, standings)
 
     async def reconcile(self, lease: str, settlements: Sequence[Settlement]) -> None:
         now = self.clock() - self._origin
         for settlement in settlements:
             claim = settlement.claim
-            key = _key(claim)
+            key = claim.key
             if isinstance(claim, Rate):
                 self._adjust(key, claim, settlement.actual - claim.amount, now)
             elif isinstance(claim, Slots):
@@ -196,14 +213,13 @@ class MemoryLimitStore:
                 ledger = self._ledgers.get(key)
                 # A lease is settled in the period it was admitted in; if that period is over,
                 # its ledger is gone with it and nobody reads it again.
-                if ledger is not None and ledger.period == settlement.period and lease in ledger.holds:
-                    del ledger.holds[lease]
+                if ledger is not None and ledger.period == settlement.period and ledger.drop(lease):
                     ledger.committed += settlement.actual
 
     async def release(self, lease: str, claims: Sequence[Claim], periods: Sequence[str | None]) -> None:
         now = self.clock() - self._origin
         for claim, period in zip(claims, periods, strict=True):
-            key = _key(claim)
+            key = claim.key
             if isinstance(claim, Rate):
                 if claim.refundable:
                     self._adjust(key, claim, -claim.amount, now)
@@ -212,7 +228,7 @@ class MemoryLimitStore:
             else:
                 ledger = self._ledgers.get(key)
                 if ledger is not None and ledger.period == period:
-                    ledger.holds.pop(lease, None)
+                    ledger.drop(lease)
 
     async def inspect(self, claims: Sequence[Claim]) -> tuple[Standing, ...]:
         now = self.clock() - self._origin
@@ -221,7 +237,7 @@ class MemoryLimitStore:
     # -- one claim -------------------------------------------------------------------------
 
     def _check(self, lease: str | None, claim: Claim, now: float, *, reserve: bool = True) -> Standing:
-        key = _key(claim)
+        key = claim.key
         if isinstance(claim, Rate):
             return self._check_rate(key, claim, now, claim.amount if reserve else 0)
         if isinstance(claim, Slots):
@@ -229,15 +245,25 @@ class MemoryLimitStore:
             taken = len(holders) + (1 if reserve and lease not in holders else 0)
             ok = taken <= claim.limit
             return Standing(claim, ok, max(claim.limit - taken, 0) if ok else 0)
-        period, ends = period_bounds(claim.period, now + self._origin)
+        period, ends = self._period(claim.period, now)
         ledger = self._ledgers.get(key)
         committed, held = (ledger.committed, ledger.held) if ledger is not None and ledger.period == period else (0, 0)
         amount = claim.amount if reserve else 0
         used = committed + held
         ok = used + amount <= claim.limit and (used < claim.limit or not reserve)
-        reset_after = None if ends is None else max(ends - self._origin - now, 0.0)
+        reset_after = None if ends is None else max(ends - now, 0.0)
         remaining = max(claim.limit - used - (amount if ok else 0), 0)
         return Standing(claim, ok, remaining, used=committed, reset_after=reset_after, period=period)
+
+    def _period(self, kind: Period, now: float) -> tuple[str, float | None]:
+        """The current period's id and end (relative to the origin); calendar arithmetic only when it changes."""
+        current = self._periods.get(kind)
+        if current is not None and (current[1] is None or now < current[1]) and now >= self._period_start.get(kind, 0):
+            return current
+        ident, ends = period_bounds(kind, now + self._origin)
+        current = self._periods[kind] = (ident, None if ends is None else ends - self._origin)
+        self._period_start[kind] = now
+        return current
 
     def _check_rate(self, key: str, claim: Rate, now: float, amount: int) -> Standing:
         interval = claim.window / claim.limit  # seconds one unit takes to come back
