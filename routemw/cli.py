@@ -91,8 +91,9 @@ def _check(config_path: str | None) -> int:
         routes = ", ".join(t.key for t in entry.targets)
         fallbacks = f"; fallbacks: {', '.join(entry.fallbacks)}" if entry.fallbacks else ""
         print(f"  {entry.id}: {routes}{fallbacks}")
+    if config.keys or config.prices or gateway.limits.configured(config):  # someone to cap, or prices to show
+        print("\n".join(describe_limits(config, gateway.catalog, gateway.limits)))
     print(f"auth: {config.auth.mode}, keys: {len(config.keys)}")
-    print("\n".join(describe_limits(config, gateway.catalog, gateway.limits)))
     return 0
 
 
