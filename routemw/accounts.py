@@ -22,13 +22,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import inspect
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Final, Protocol
 
 from .config import KeyConfig
-from .config.schema import UnsupportedPolicy
+from .config.schema import LimitsConfig, UnsupportedPolicy
 from .errors import AuthenticationError
 
 __all__ = ["ANONYMOUS", "Account", "Authenticator", "ConfigKeyStore", "KeyStore", "ScopeResolver", "key_digest"]
@@ -45,6 +47,8 @@ class Account:
     models: frozenset[str] = frozenset({"*"})
     metadata: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     unsupported_params: UnsupportedPolicy | None = None  # this caller's parameter policy, if its own
+    limits: LimitsConfig | None = None  # its own limits; None: the config's default `limits`
+    expires: datetime | None = None  # timezone-aware; the key is refused from then on
 
     def may_use(self, model: str) -> bool:
         return "*" in self.models or model in self.models
@@ -75,7 +79,9 @@ class ConfigKeyStore:
 
     def __init__(self, keys: Iterable[KeyConfig]) -> None:
         self._accounts: dict[bytes, Account] = {
-            key_digest_of(key): Account(key.name, frozenset(key.models), key.metadata, key.unsupported_params)
+            key_digest_of(key): Account(
+                key.name, frozenset(key.models), key.metadata, key.unsupported_params, key.limits, key.expires
+            )
             for key in keys
         }
 
@@ -136,7 +142,7 @@ class Authenticator:
             account = await result if inspect.isawaitable(result) else result
             if account is None:
                 raise AuthenticationError("This request is not authenticated.")
-            return account
+            return _unexpired(account)
         if self.store is None:
             return ANONYMOUS
         secret = presented_key(headers)
@@ -147,4 +153,12 @@ class Authenticator:
         account = await self.store.lookup(secret)
         if account is None:
             raise _invalid_key(secret)
-        return account
+        return _unexpired(account)
+
+
+def _unexpired(account: Account) -> Account:
+    expires = account.expires
+    if expires is not None and time.time() >= expires.timestamp():
+        when = expires.isoformat().replace("+00:00", "Z")
+        raise AuthenticationError(f"The API key provided has expired (at {when}); ask for a new one.")
+    return account

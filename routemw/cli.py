@@ -22,6 +22,7 @@ from ._version import __version__
 from .app import Gateway
 from .config import ProviderTypes, default_document, load_config
 from .errors import ConfigError
+from .limits.report import describe as describe_limits
 from .providers.registry import ProviderRegistry
 
 __all__ = ["EXIT_OK", "EXIT_USAGE", "main", "without_userinfo"]
@@ -117,6 +118,8 @@ def _check(config_path: str | None) -> int:
         routes = ", ".join(t.key for t in entry.targets)
         fallbacks = f"; fallbacks: {', '.join(entry.fallbacks)}" if entry.fallbacks else ""
         print(f"  {entry.id}: {routes}{fallbacks}")
+    if config.keys or config.prices or gateway.limits.configured(config):  # someone to cap, or prices to show
+        print("\n".join(describe_limits(config, gateway.catalog, gateway.limits)))
     print(f"auth: {config.auth.mode}, keys: {len(config.keys)}")
     return EXIT_OK
 

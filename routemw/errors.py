@@ -7,7 +7,9 @@
     │   ├── PermissionDeniedError     403
     │   ├── NotFoundError             404 (unknown path, unknown model)
     │   ├── MethodNotAllowedError     405
-    │   └── PayloadTooLargeError      413
+    │   ├── PayloadTooLargeError      413
+    │   ├── RateLimitError            429, a limit of routemw's own (rpm, tpm, concurrency)
+    │   └── QuotaExceededError        402, a budget or token quota used up for the period
     ├── UpstreamError               one attempt at one provider failed; carries an `Action`
     │   └── UpstreamTimeoutError      the attempt ran out of time
     └── AllTargetsFailedError       every candidate was tried; carries the attempt log
@@ -49,6 +51,8 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "QuotaExceededError",
+    "RateLimitError",
     "RouteMWError",
     "UpstreamError",
     "UpstreamTimeoutError",
@@ -149,6 +153,41 @@ class MethodNotAllowedError(ClientError):
 class PayloadTooLargeError(ClientError):
     status_code = 413
     code = "request_too_large"
+
+
+class RateLimitError(ClientError):
+    """A limit of the gateway's own was reached; no upstream was called.
+
+    `kind` is what ran out (`requests`, `tokens` or `concurrency`) and becomes the envelope's
+    `type`, as in OpenAI's own 429s. `retry_after` (seconds) is when the request would be
+    admitted, sent as `retry-after` (whole seconds, rounded up) and `retry-after-ms`; None for a
+    request that waiting cannot admit (larger than the limit itself), which gets
+    `x-should-retry: false` instead.
+    """
+
+    status_code = 429
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, kind: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.error_type = kind
+        self.retry_after = retry_after
+        if retry_after is None:
+            self.headers["x-should-retry"] = "false"
+        else:
+            self.headers["retry-after"] = str(max(1, math.ceil(retry_after)))
+            self.headers["retry-after-ms"] = str(max(1, math.ceil(retry_after * 1000)))
+
+
+class QuotaExceededError(ClientError):
+    """A budget or token quota is used up until its period resets; retrying sooner cannot help."""
+
+    status_code = 402
+    error_type = "insufficient_quota"
+    code = "insufficient_quota"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"x-should-retry": "false"})
 
 
 class Action(enum.Enum):

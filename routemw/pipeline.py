@@ -20,6 +20,7 @@ from .chat import ChatRequest
 from .errors import Attempt
 from .providers.base import Target
 from .reply import Reply
+from .usage import Meter
 
 __all__ = ["Call", "Handler", "Middleware", "compose"]
 
@@ -50,6 +51,7 @@ class Call:
     state: dict[str, Any] = field(default_factory=dict)  # free for user middleware
     started: float = field(default_factory=time.monotonic)
     deadline: float = math.inf  # monotonic time by which an upstream must have answered
+    meter: Meter | None = None  # reads the reply's usage, when limits or a usage subscriber need it
 
     def trace(self) -> dict[str, Any]:
         """What routing decided and why, as plain data for a log line or an exporter.

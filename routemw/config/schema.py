@@ -4,25 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Literal
 
 UnsupportedPolicy = Literal["reject", "drop", "clamp"]
 ResponseModel = Literal["public", "upstream"]
+Period = Literal["day", "week", "month", "total"]
 
 __all__ = [
     "AuthConfig",
+    "BudgetConfig",
     "GatewayConfig",
     "KeyConfig",
+    "LimitsConfig",
     "ModelConfig",
     "ParamsConfig",
+    "Period",
+    "PriceConfig",
     "ProviderConfig",
     "ResponseModel",
     "RetryConfig",
     "RouteConfig",
     "ServerConfig",
+    "TokenQuotaConfig",
     "UnsupportedPolicy",
     "UpstreamConfig",
+    "UsageConfig",
 ]
 
 
@@ -67,6 +75,54 @@ class ProviderConfig:
     options: Mapping[str, Any] = field(default_factory=_empty)
 
 
+# -- limits, prices and usage (see routemw.limits) ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetConfig:
+    """A spending cap per UTC calendar period, in integer micro-USD (no float drift)."""
+
+    micro_usd: int
+    period: Period = "month"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenQuotaConfig:
+    """A cap on tokens (input + output) per UTC calendar period."""
+
+    total: int
+    period: Period = "month"
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """`limits` on a key, a model, a route, or the defaults; None means "no such limit"."""
+
+    rpm: int | None = None  # requests in any 60 s, a burst of all of them allowed
+    tpm: int | None = None  # tokens (input + output) in any 60 s
+    concurrency: int | None = None  # requests in flight at once
+    budget: BudgetConfig | None = None
+    tokens: TokenQuotaConfig | None = None
+
+    def __bool__(self) -> bool:
+        return any(v is not None for v in (self.rpm, self.tpm, self.concurrency, self.budget, self.tokens))
+
+
+@dataclass(frozen=True, slots=True)
+class PriceConfig:
+    """USD per 1M tokens; cached input and reasoning default to the input and output rates."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+    reasoning: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageConfig:
+    jsonl: str | None = None  # a file that gets one JSON usage record per line
+
+
 @dataclass(frozen=True, slots=True)
 class RouteConfig:
     """One candidate for a public model: a provider and the model name it knows.
@@ -81,6 +137,7 @@ class RouteConfig:
     weight: float | None = None
     params: Mapping[str, Any] = field(default_factory=_empty)  # defaults for keys the client did not send
     capabilities: Mapping[str, bool | int] = field(default_factory=_empty)
+    limits: LimitsConfig = LimitsConfig()  # rpm/tpm: the upstream's own quota for this route
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +150,7 @@ class ModelConfig:
     unsupported_params: UnsupportedPolicy | None = None  # `params.unsupported` for this model
     # What answers report in `model`: the public id the client asked for, or the upstream's name.
     response_model: ResponseModel = "public"
+    limits: LimitsConfig = LimitsConfig()  # shared by every account using this public model
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +163,8 @@ class KeyConfig:
     sha256: str | None = field(default=None, repr=False)
     metadata: Mapping[str, str] = field(default_factory=_empty)
     unsupported_params: UnsupportedPolicy | None = None  # `params.unsupported` for this key
+    limits: LimitsConfig | None = None  # None: the config's default `limits`
+    expires: datetime | None = None  # timezone-aware; refused from then on
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +199,11 @@ class GatewayConfig:
     retry: RetryConfig = RetryConfig()
     params: ParamsConfig = ParamsConfig()
     upstream: UpstreamConfig = UpstreamConfig()
+    prices: Mapping[str, PriceConfig] = field(default_factory=_empty)
+    limits: LimitsConfig = LimitsConfig()  # defaults for keys without their own
+    # `limits.estimate_output_tokens`: output reserved for a request without max_tokens or route default
+    estimate_output_tokens: int = 1024
+    usage: UsageConfig = UsageConfig()
     source: str = "<mapping>"  # where it came from, for messages
 
     def secrets(self) -> tuple[str, ...]:

@@ -32,6 +32,7 @@ from typing import NoReturn
 
 from ..errors import Action, AllTargetsFailedError, UpstreamError
 from ..http.headers import config_header_value, header_list, id_value
+from ..limits.admission import RouteGate
 from ..pipeline import Call, Handler
 from ..providers.base import Target
 from ..reply import Reply
@@ -76,9 +77,11 @@ class FallbackMiddleware:
         health: HealthStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
+        route_limits: RouteGate | None = None,
     ) -> None:
         self.timeout = timeout
         self.health = health
+        self.route_limits = route_limits
         self.clock = clock
         self.rand = rand
 
@@ -86,6 +89,8 @@ class FallbackMiddleware:
         call.deadline = min(call.deadline, self.clock() + self.timeout)
         targets = weighted_order(call.candidates, self.rand)
         cooling: list[tuple[float, int, Target]] = []
+        limited: list[float] = []  # seconds until each route at its own rate limit would take it
+        passed: list[tuple[int, str]] = []  # (place, reason) of each target passed over untried
         last: tuple[int, Target, UpstreamError] | None = None  # the latest failure, to name it
         # The deadline is enforced where the waiting happens, in each attempt's cancel scope (the
         # dispatcher) and before each retry's sleep (the retry stop); here it ends the loop.
@@ -98,24 +103,36 @@ class FallbackMiddleware:
             if until is not None:
                 call.skipped.append((target, f"cooling down for {max(until - self.clock(), 0):.1f}s"))
                 cooling.append((until, index, target))
+                passed.append((index, "cooldown"))
                 continue
-            outcome = await self._try(call, next, target, index, len(cooling))
+            # Route limits: a route at its own rpm/tpm is skipped like a cooling one.
+            wait = await self.route_limits.admit(call, target) if self.route_limits is not None else None
+            if wait is not None:
+                call.skipped.append((target, f"at its rate limit for {wait:.1f}s"))
+                limited.append(wait)
+                passed.append((index, "limit"))
+                continue
+            outcome = await self._try(call, next, target, index, passed)
             if not isinstance(outcome, UpstreamError):
                 return outcome
             last = (index, target, outcome)
-        untried = bool(cooling)
+        untried = bool(cooling) or bool(limited)
         if cooling and len(cooling) == len(targets) and self.clock() < call.deadline:
             # Every target is cooling: one try at the likeliest beats failing untried. Every one
             # listed before it was passed over for its cooldown.
             _, index, target = min(cooling, key=lambda entry: entry[0])
-            outcome = await self._try(call, next, target, index, index)
-            if not isinstance(outcome, UpstreamError):
-                return outcome
-            last = (index, target, outcome)
-            untried = len(cooling) > 1
+            gate = self.route_limits
+            if gate is None or await gate.admit(call, target) is None:
+                outcome = await self._try(call, next, target, index, passed)
+                if not isinstance(outcome, UpstreamError):
+                    return outcome
+                last = (index, target, outcome)
+                untried = len(cooling) > 1
+        if limited and not call.attempts and self.route_limits is not None:
+            raise self.route_limits.exhausted(call.request.model, min(limited))
         if last is not None:
             index, target, failure = last
-            _disclose(call, target, index, sum(1 for _, i, _ in cooling if i < index), failure)
+            _disclose(call, target, index, passed, failure)
         self._give_up(call, last[2] if last is not None else None, untried=untried)
 
     def _give_up(self, call: Call, last_error: UpstreamError | None, *, untried: bool) -> NoReturn:
@@ -137,10 +154,12 @@ class FallbackMiddleware:
             return None
         return await self.health.check(target.key)
 
-    async def _try(self, call: Call, next: Handler, target: Target, index: int, cooled: int) -> Reply | UpstreamError:
+    async def _try(
+        self, call: Call, next: Handler, target: Target, index: int, passed: Sequence[tuple[int, str]]
+    ) -> Reply | UpstreamError:
         """The reply, or the failure to move on from; the client's own errors (Action.STOP) propagate.
 
-        `index` is the target's place in the order tried, `cooled` how many before it were cooling.
+        `index` is the target's place in the order tried, `passed` the targets passed over untried.
         """
         call.target = target
         try:
@@ -157,18 +176,21 @@ class FallbackMiddleware:
                 extra={"request_id": call.request_id, "error_code": exc.code},
             )
             if exc.action is Action.STOP:
-                _disclose(call, target, index, cooled, exc)  # the answer relayed is this target's refusal
+                _disclose(call, target, index, passed, exc)  # the answer relayed is this target's refusal
                 raise
             return exc
-        _disclose(call, target, index, cooled, None)
+        _disclose(call, target, index, passed, None)
         return reply
 
 
-def _disclose(call: Call, target: Target, index: int, cooled: int, failure: UpstreamError | None) -> None:
+def _disclose(
+    call: Call, target: Target, index: int, passed: Sequence[tuple[int, str]], failure: UpstreamError | None
+) -> None:
     """The headers that say whose answer this is and how routing got there (README: Retries).
 
-    Every candidate ahead of `target` was passed over: it failed, was cooling, or was left out by
-    the capability check (those never reach this loop, so they are counted from `unfit_ahead`).
+    Every candidate ahead of `target` was passed over: it failed, was cooling, was at its own rate
+    limit, or was left out by the capability check (those never reach this loop, so they are
+    counted from `unfit_ahead`).
     """
     headers = call.response_headers
     headers["x-routemw-provider"] = config_header_value(target.provider.name)
@@ -176,9 +198,12 @@ def _disclose(call: Call, target: Target, index: int, cooled: int, failure: Upst
     headers["x-routemw-attempts"] = str(len(call.attempts))
     unfit = call.unfit_ahead.get(target, 0) if call.unfit_ahead else 0
     headers["x-routemw-fallbacks"] = str(index + unfit)
-    if unfit or cooled:
-        skipped = [f"{reason}={count}" for reason, count in (("capability", unfit), ("cooldown", cooled)) if count]
-        headers["x-routemw-skipped"] = ", ".join(skipped)
+    counts = {"capability": unfit, "cooldown": 0, "limit": 0}
+    for place, reason in passed:
+        if place < index:
+            counts[reason] += 1
+    if any(counts.values()):
+        headers["x-routemw-skipped"] = ", ".join(f"{reason}={n}" for reason, n in counts.items() if n)
     dropped = sorted({*call.dropped, *target.drop})
     if dropped:
         headers["x-routemw-dropped-params"] = header_list(dropped)
