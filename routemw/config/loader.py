@@ -21,8 +21,9 @@ from typing import Any, Final
 import yaml
 
 from ..errors import ConfigError
-from .fields import FieldReader, join, kind
+from .fields import join, kind
 from .interpolation import interpolate
+from .limits import LIMIT_KEYS, LimitFields
 from .schema import (
     AuthConfig,
     GatewayConfig,
@@ -35,6 +36,7 @@ from .schema import (
     RouteConfig,
     ServerConfig,
     StateConfig,
+    UpstreamConfig,
 )
 
 __all__ = ["ProviderTypes", "load_config"]
@@ -118,7 +120,7 @@ def _redact_quoted(match: re.Match[str]) -> str:
     return match.group(0) if _HARMLESS_QUOTE.fullmatch(match.group(1)) else "'...'"
 
 
-class _Validator(FieldReader):
+class _Validator(LimitFields):
     """Walks the document once; every check appends to `problems` and carries on."""
 
     def __init__(self, problems: list[str], provider_types: ProviderTypes | None) -> None:
@@ -129,7 +131,22 @@ class _Validator(FieldReader):
         self.declared: frozenset[str] = frozenset()
 
     def gateway(self, document: Any, origin: str) -> GatewayConfig | None:
-        allowed = frozenset({"server", "providers", "models", "keys", "auth", "retry", "params", "state"})
+        allowed = frozenset(
+            {
+                "server",
+                "providers",
+                "models",
+                "keys",
+                "auth",
+                "retry",
+                "params",
+                "upstream",
+                "prices",
+                "limits",
+                "usage",
+                "state",
+            }
+        )
         data = self.mapping(document, "", allowed)
         if data is None:
             return None
@@ -154,12 +171,26 @@ class _Validator(FieldReader):
             auth=auth,
             retry=self.retry(data.get("retry"), "retry"),
             params=self.params(data.get("params"), "params"),
+            upstream=self.upstream(data.get("upstream"), "upstream"),
+            prices=self.prices(data.get("prices"), "prices"),
+            limits=self.limits(data.get("limits"), "limits", LIMIT_KEYS | {"estimate_output_tokens"}),
+            usage=self.usage(data.get("usage"), "usage"),
+            estimate_output_tokens=self.estimate_output_tokens(data.get("limits")),
             state=self.state(data.get("state"), "state"),
             source=origin,
         )
 
+    def estimate_output_tokens(self, limits: Any) -> int:
+        default = GatewayConfig().estimate_output_tokens
+        if not isinstance(limits, Mapping):
+            return default
+        return self.field(limits, "estimate_output_tokens", "limits", self.integer(1), default)
+
     def server(self, value: Any, path: str) -> ServerConfig:
-        data = self.mapping(value, path, frozenset({"host", "port", "max_body_bytes", "keepalive"})) or {}
+        data = (
+            self.mapping(value, path, frozenset({"host", "port", "max_body_bytes", "keepalive", "shutdown_timeout"}))
+            or {}
+        )
         default = ServerConfig()
         port = self.field(data, "port", path, self.integer(0), default.port)
         if port > 65535:
@@ -169,6 +200,19 @@ class _Validator(FieldReader):
             port=port,
             max_body_bytes=self.field(data, "max_body_bytes", path, self.integer(1), default.max_body_bytes),
             keepalive=self.field(data, "keepalive", path, self.non_negative, default.keepalive),
+            shutdown_timeout=self.field(data, "shutdown_timeout", path, self.non_negative, default.shutdown_timeout),
+        )
+
+    def upstream(self, value: Any, path: str) -> UpstreamConfig:
+        names = frozenset({"max_body_bytes", "max_event_bytes", "max_decompression_ratio"})
+        data = self.mapping(value, path, names) or {}
+        default = UpstreamConfig()
+        return UpstreamConfig(
+            max_body_bytes=self.field(data, "max_body_bytes", path, self.integer(1), default.max_body_bytes),
+            max_event_bytes=self.field(data, "max_event_bytes", path, self.integer(1), default.max_event_bytes),
+            max_decompression_ratio=self.field(
+                data, "max_decompression_ratio", path, self.positive, default.max_decompression_ratio
+            ),
         )
 
     def providers(self, value: Any, path: str) -> dict[str, ProviderConfig]:
@@ -245,7 +289,7 @@ class _Validator(FieldReader):
         return out
 
     def model(self, name: str, value: Any, path: str, providers: Mapping[str, ProviderConfig]) -> ModelConfig | None:
-        allowed = frozenset({"routes", "capabilities", "fallbacks", "owned_by", "params"})
+        allowed = frozenset({"routes", "capabilities", "fallbacks", "owned_by", "params", "response_model", "limits"})
         data = self.mapping(value, path, allowed)
         if data is None:
             return None
@@ -265,10 +309,16 @@ class _Validator(FieldReader):
             fallbacks=self.field(data, "fallbacks", path, self.string_list, ()),
             owned_by=self.field(data, "owned_by", path, self.string, None),
             unsupported_params=self.field(data, "params", path, self.policy, None),
+            response_model=(
+                "upstream"
+                if self.field(data, "response_model", path, self.choice("public", "upstream"), "public") == "upstream"
+                else "public"
+            ),
+            limits=self.limits(data.get("limits"), join(path, "limits")),
         )
 
     def route(self, value: Any, path: str, providers: Mapping[str, ProviderConfig]) -> RouteConfig | None:
-        allowed = frozenset({"provider", "model", "weight", "params", "capabilities"})
+        allowed = frozenset({"provider", "model", "weight", "params", "capabilities", "limits"})
         data = self.mapping(value, path, allowed)
         if data is None:
             return None
@@ -282,9 +332,10 @@ class _Validator(FieldReader):
         capabilities: Mapping[str, bool | int] = self.field(
             data, "capabilities", path, self.capabilities, MappingProxyType({})
         )
+        limits = self.route_limits(data.get("limits"), join(path, "limits"))
         if provider is None or model is None or provider not in {*providers, *BUILTIN_PROVIDERS}:
             return None
-        return RouteConfig(provider, model, weight=weight, params=params, capabilities=capabilities)
+        return RouteConfig(provider, model, weight=weight, params=params, capabilities=capabilities, limits=limits)
 
     def keys(self, value: Any, path: str, models: Mapping[str, ModelConfig]) -> tuple[KeyConfig, ...]:
         if value is None:
@@ -313,7 +364,7 @@ class _Validator(FieldReader):
         return tuple(out)
 
     def key(self, value: Any, path: str, models: Mapping[str, ModelConfig]) -> KeyConfig | None:
-        allowed = frozenset({"name", "key", "sha256", "models", "metadata", "params"})
+        allowed = frozenset({"name", "key", "sha256", "models", "metadata", "params", "limits", "expires"})
         data = self.mapping(value, path, allowed)
         if data is None:
             return None
@@ -347,6 +398,8 @@ class _Validator(FieldReader):
             sha256=digest.lower() if isinstance(digest, str) else None,
             metadata=self.field(data, "metadata", path, self.string_map, MappingProxyType({})),
             unsupported_params=self.field(data, "params", path, self.policy, None),
+            limits=self.limits(data["limits"], join(path, "limits")) if "limits" in data else None,
+            expires=self.field(data, "expires", path, self.expires, None),
         )
 
     def auth(self, value: Any, path: str) -> AuthConfig:

@@ -3,8 +3,8 @@
 Importing this package does not import redis; only opening a client does (`redis_client`).
 """
 
-from .client import ping, redis_client, shown_url
+from .client import ping, redis_client
 from .guard import RedisGuard
 from .health import RedisHealth
 
-__all__ = ["RedisGuard", "RedisHealth", "ping", "redis_client", "shown_url"]
+__all__ = ["RedisGuard", "RedisHealth", "ping", "redis_client"]

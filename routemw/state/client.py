@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-__all__ = ["EXTRA_HINT", "ping", "redis_client", "shown_url"]
+__all__ = ["EXTRA_HINT", "ping", "redis_client"]
 
 EXTRA_HINT = "pip install 'routemw[redis]'"
 
@@ -53,11 +52,3 @@ async def ping(client: Any) -> float:
     start = time.perf_counter()
     await client.ping()
     return time.perf_counter() - start
-
-
-def shown_url(url: str) -> str:
-    """`url` without its user and password, for output that may be shared."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))

@@ -40,5 +40,5 @@ def test_check_reports_a_redis_that_does_not_answer_without_its_password(
     assert "does NOT answer (" in line
     assert PASSWORD not in line
 
-    assert main(["check", "--config", write(tmp_path, url, on_error="closed")]) == 1  # closed: all 503
+    assert main(["check", "--config", write(tmp_path, url, on_error="closed")]) == 2  # closed: all 503
     assert "does NOT answer" in capsys.readouterr().out

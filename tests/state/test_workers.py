@@ -47,3 +47,18 @@ def test_two_workers_serve_one_port_and_share_cooldowns(tmp_path: Path, redis_ur
     assert {a.headers["x-routemw-provider"] for a in answers} == {"echo"}
     assert upstream.calls == 1  # whichever worker answered, the cooldown was shared
     assert log.read_text().count("Started server process") == 2
+
+
+@pytest.mark.parametrize("state", ["", 'state: {redis: {url: "redis://127.0.0.1:1/0"}}\n'])
+def test_more_than_one_worker_is_refused_while_limits_are_counted_per_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], state: str
+) -> None:
+    path = tmp_path / "limited.yaml"
+    path.write_text("models: {echo: {routes: [{provider: echo, model: echo}]}}\nlimits: {rpm: 50}\n" + state)
+
+    assert main(["serve", "--config", str(path), "--workers", "2"]) == 2
+
+    err = capsys.readouterr().err
+    assert "refusing --workers 2: limits, quotas or budgets are configured" in err
+    assert "up to 100 a minute" in err
+    assert "state.redis" in err

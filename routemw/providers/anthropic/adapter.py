@@ -27,7 +27,9 @@ families and the non-streaming answer. Decisions taken here:
   past the capability check (1, false) need nothing sent, and the `top_k` extension.
 - Answers keep Anthropic's `msg_...` id and model name, as the passthrough adapter keeps
   OpenAI's; text blocks are joined with nothing between them (they are consecutive pieces of one
-  text, split by citations); tool inputs become compact JSON arguments.
+  text, split by citations); tool inputs become compact JSON arguments. Server-tool blocks and
+  every other type without an OpenAI form are left out, and a malformed block the client would
+  see is an invalid upstream response: the same rules as the stream's (see `stream`).
 """
 
 from __future__ import annotations
@@ -190,6 +192,9 @@ class AnthropicProvider(HTTPProvider):
         if not isinstance(data, dict) or data.get("type") != "message" or not isinstance(data.get("content"), list):
             raise invalid_response(self._name, "a response that is not a message")
         json_tool = JSON_TOOL if uses_json_tool(effective_body(request, target)) else None
+        malformed = _malformed_block(data["content"])
+        if malformed is not None:
+            raise invalid_response(self._name, malformed)
         return Completion(data=_completion(data, target.model, json_tool))
 
     def stream_translator(self, request: ChatRequest, target: Target) -> StreamTranslator:
@@ -218,6 +223,17 @@ class _Translator(SSETranslator):
         return self._machine.close()
 
 
+def _malformed_block(content: list[Any]) -> str | None:
+    """What is wrong with a block the client would see, by the stream's rule (see `stream`)."""
+    for block in content:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind in ("text", "thinking") and not isinstance(block.get(kind), str):
+            return f"a {kind} block whose {kind} is not a string"
+        if kind == "tool_use" and not all(isinstance(block.get(k), str) and block[k] for k in ("id", "name")):
+            return "a tool_use block without a string id and name"
+    return None  # other blocks (server tools, their results, future types) are left out unread
+
+
 def _completion(data: dict[str, Any], model: str, json_tool: str | None) -> dict[str, Any]:
     texts: list[str] = []
     thoughts: list[str] = []
@@ -226,9 +242,9 @@ def _completion(data: dict[str, Any], model: str, json_tool: str | None) -> dict
     for block in data["content"]:
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
-            texts.append(str(block.get("text", "")))
+            texts.append(block["text"])
         elif kind == "thinking":
-            thoughts.append(str(block.get("thinking", "")))
+            thoughts.append(block["thinking"])
         elif kind == "tool_use":
             arguments = orjson.dumps(block.get("input") or {}).decode()
             if json_tool is not None and block.get("name") == json_tool and json_content is None:
