@@ -100,8 +100,11 @@ def _worker(
         stop = installed(loop)
 
         def begin() -> None:
-            if not drains:
-                drains.append(loop.create_task(gateway.drain(shutdown_timeout)))
+            # Once only: Ctrl+C reaches the workers both from the terminal and from the main
+            # process, and setting granian's signal a second time leaves the worker hanging.
+            if drains:
+                return
+            drains.append(loop.create_task(gateway.drain(shutdown_timeout)))
             stop.set()  # granian's own shutdown, beside the drain
 
         for sig in (signal.SIGINT, signal.SIGTERM):
