@@ -1,18 +1,24 @@
 """Run the benchmark: `python -m benchmarks.run` (add `--smoke` for a few hundred requests).
 
 It starts, each in its own process on loopback, the fake upstream, the bare Starlette+aiohttp
-proxy (the floor), and routemw (`routemw serve`, auth on, the default pipeline), then drives
-them from a separate load-generator process. Targets are interleaved within every round so a
-noisy neighbour hurts all of them alike, and results are reported as ratios within the run:
+proxy (the floor) and routemw (`routemw serve`, auth on, the default pipeline), each of the two
+on uvicorn and on granian (when installed), then drives them from a separate load-generator
+process. Targets are interleaved within every round so a noisy neighbour hurts all of them
+alike, and results are reported as ratios within the run:
 
-- throughput at concurrency 32 (JSON and SSE), and its ratio to the bare proxy;
+- throughput at concurrency 32 (JSON and SSE), its ratio to the floor on uvicorn (what the
+  server and routemw together cost or buy) and to the floor on the same server (what routemw
+  costs);
 - p50/p99 latency at concurrency 1, and the p50 added over calling the upstream directly;
 - time to first byte for streams;
-- server CPU per request (user + system time of that process over the scenario);
+- server CPU per request (user + system time of the server's processes over the scenario);
 - a soak through routemw with its RSS sampled, reporting growth after warm-up;
-- a second routemw with limits on the key, the model and the route (high enough never to
-  refuse, so every request pays for admission, headers and settlement), and its JSON
+- a second routemw (on uvicorn) with limits on the key, the model and the route (high enough
+  never to refuse, so every request pays for admission, headers and settlement), and its JSON
   throughput as a ratio to routemw without limits.
+
+`--scenario streams` is the stream-scale run instead (`streams_scenario`): 2,000 concurrent
+slow streams, a quarter of the clients leaving mid-stream, on each server.
 
 Everything it starts is stopped when it ends, however it ends.
 """
@@ -20,8 +26,11 @@ Everything it starts is stopped when it ends, however it ends.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import json
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -36,6 +45,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from benchmarks.streams_scenario import streams_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT_KEY = "sk-bench-client-key-0000000000"
@@ -62,16 +73,36 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
     raise TimeoutError(f"nothing listens on {port} after {timeout}s")
 
 
+def tree(pid: int) -> list[int]:
+    """`pid` and its descendants: granian serves from worker processes under the one started."""
+    pids = [pid]
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        pids += tree(int(child))
+    return pids
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+    total = 0
+    for each in tree(pid):
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / TICKS
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    total = 0
+    for each in tree(pid):
+        for line in Path(f"/proc/{each}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+def raise_open_files() -> None:
+    """Thousands of sockets per process in the stream scenario: the soft limit up to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by what it starts
 
 
 @contextmanager
@@ -98,6 +129,7 @@ class Target:
     model: str
     headers: list[str] = field(default_factory=list)
     path: str = "/v1/chat/completions"
+    server: str = "uvicorn"
 
 
 @dataclass
@@ -192,78 +224,85 @@ def has_anthropic() -> bool:
     return "anthropic" in ProviderRegistry.default(plugins=False)
 
 
+def servers_available() -> list[str]:
+    return ["uvicorn", "granian"] if importlib.util.find_spec("granian") else ["uvicorn"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", choices=["throughput", "streams"], default="throughput")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--count", type=int, default=3000, help="requests per target per round at concurrency 32")
     parser.add_argument("--latency-count", type=int, default=500, help="requests per target per round at concurrency 1")
     parser.add_argument("--soak", type=int, default=100_000, help="requests in the soak (0 to skip)")
+    parser.add_argument("--clients", type=int, default=2000, help="streams: concurrent clients")
     parser.add_argument("--smoke", action="store_true", help="a few hundred requests: does it all still work")
     args = parser.parse_args(argv)
     if args.smoke:
         args.rounds, args.count, args.latency_count, args.soak = 1, 100, 20, 300
+        args.clients = 40
+    raise_open_files()
+    if args.scenario == "streams":
+        return streams_scenario(args.clients, servers_available(), smoke=args.smoke)
     anthropic = has_anthropic()
+    servers = servers_available()
     processes: list[subprocess.Popen[bytes]] = []
-    ports = {name: free_port() for name in ("upstream", "bare", "routemw", "limited")}
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "routemw.json"
-        config.write_text(json.dumps(routemw_config(ports["upstream"], ports["routemw"], anthropic)))
-        limited_config = Path(tmp) / "routemw-limited.json"
-        limited_config.write_text(
-            json.dumps(routemw_config(ports["upstream"], ports["limited"], anthropic, limited=True))
+    python = sys.executable
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        upstream_port = free_port()
+        upstream = stack.enter_context(
+            started(processes, python, "-m", "benchmarks.upstream", "--port", str(upstream_port))
         )
-        python = sys.executable
-        with (
-            started(processes, python, "-m", "benchmarks.upstream", "--port", str(ports["upstream"])) as upstream,
+        wait_for_port(upstream_port, upstream)
+        auth = [f"authorization: Bearer {CLIENT_KEY}"]
+        targets = [Target("direct", upstream_port, upstream.pid, "gpt-4o")]
+        gateways: list[Target] = []
+        for server in servers:
+            suffix = "" if server == "uvicorn" else f" on {server}"
+            port = free_port()
+            bare = stack.enter_context(
+                started(
+                    processes,
+                    *(python, "-m", "benchmarks.bare_proxy", "--port", str(port), "--server", server),
+                    *("--upstream", f"http://127.0.0.1:{upstream_port}"),
+                )
+            )
+            wait_for_port(port, bare)
+            targets.append(Target("bare proxy" + suffix, port, bare.pid, "gpt-4o", server=server))
+        for server in servers:
+            suffix = "" if server == "uvicorn" else f" on {server}"
+            port = free_port()
+            config = Path(tmp) / f"routemw-{server}.json"
+            config.write_text(json.dumps(routemw_config(upstream_port, port, anthropic)))
+            gateway = stack.enter_context(
+                started(
+                    processes,
+                    *(python, "-m", "routemw", "serve", "--config", str(config), "--server", server),
+                    *("--log-level", "warning", "--no-access-log"),
+                )
+            )
+            wait_for_port(port, gateway)
+            target = Target("routemw" + suffix, port, gateway.pid, "gpt-4o", auth, server=server)
+            targets.append(target)
+            gateways.append(target)
+            if anthropic and server == "uvicorn":
+                targets.append(Target("routemw -> anthropic", port, gateway.pid, "claude", auth, server=server))
+        port = free_port()
+        config = Path(tmp) / "routemw-limited.json"
+        config.write_text(json.dumps(routemw_config(upstream_port, port, anthropic, limited=True)))
+        limited = stack.enter_context(
             started(
                 processes,
-                python,
-                "-m",
-                "benchmarks.bare_proxy",
-                "--port",
-                str(ports["bare"]),
-                "--upstream",
-                f"http://127.0.0.1:{ports['upstream']}",
-            ) as bare,
-            started(
-                processes,
-                python,
-                "-m",
-                "routemw",
-                "serve",
-                "--config",
-                str(config),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ) as gateway,
-            started(
-                processes,
-                python,
-                "-m",
-                "routemw",
-                "serve",
-                "--config",
-                str(limited_config),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ) as limited,
-        ):
-            for name, process in (("upstream", upstream), ("bare", bare), ("routemw", gateway), ("limited", limited)):
-                wait_for_port(ports[name], process)
-            auth = [f"authorization: Bearer {CLIENT_KEY}"]
-            targets = [
-                Target("direct", ports["upstream"], upstream.pid, "gpt-4o"),
-                Target("bare proxy", ports["bare"], bare.pid, "gpt-4o"),
-                Target("routemw", ports["routemw"], gateway.pid, "gpt-4o", auth),
-            ]
-            targets.append(Target("routemw + limits", ports["limited"], limited.pid, "gpt-4o", auth))
-            if anthropic:
-                targets.append(Target("routemw -> anthropic", ports["routemw"], gateway.pid, "claude", auth))
-            report(targets, args)
-            if args.soak:
-                soak(targets[2], args.soak)
+                *(python, "-m", "routemw", "serve", "--config", str(config)),
+                *("--log-level", "warning", "--no-access-log"),
+            )
+        )
+        wait_for_port(port, limited)
+        targets.append(Target("routemw + limits", port, limited.pid, "gpt-4o", auth, server="uvicorn"))
+        report(targets, args)
+        if args.soak:
+            for target in gateways:
+                soak(target, args.soak)
     return 0
 
 
@@ -280,20 +319,21 @@ def report(targets: list[Target], args: argparse.Namespace) -> None:
             for target in targets:
                 result, cpu = load(target, stream=stream, concurrency=1, count=args.latency_count)
                 latency[target.name].add(result, cpu)
-        floor = throughput["bare proxy"].rate()
+        floors = {t.server: throughput[t.name].rate() for t in targets if t.name.startswith("bare proxy")}
         direct_p50 = latency["direct"].percentile(latency["direct"].latencies, 0.5)
         print(f"{kind}")
         print(
-            "| target | req/s @32 | x bare | p50 ms @1 | p99 ms @1 | +p50 ms over direct "
+            "| target | req/s @32 | x floor | x floor, same server | p50 ms @1 | p99 ms @1 | +p50 ms over direct "
             "| TTFB p50 ms @1 | CPU ms/req | errors |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for target in targets:
             t, lat = throughput[target.name], latency[target.name]
             p50 = lat.percentile(lat.latencies, 0.5)
             cpu = 1000 * t.cpu / t.count if t.count and target.name != "direct" else float("nan")
+            same = t.rate() / floors[target.server] if floors.get(target.server) else float("nan")
             print(
-                f"| {target.name} | {t.rate():,.0f} | {t.rate() / floor:.2f} | {p50:.2f} | "
+                f"| {target.name} | {t.rate():,.0f} | {t.rate() / floors['uvicorn']:.2f} | {same:.2f} | {p50:.2f} | "
                 f"{lat.percentile(lat.latencies, 0.99):.2f} | {p50 - direct_p50:+.2f} | "
                 f"{lat.percentile(lat.firsts, 0.5):.2f} | {cpu:.2f} | {t.errors + lat.errors} |"
             )
@@ -313,7 +353,7 @@ def soak(target: Target, total: int) -> None:
         samples.append(rss_mb(target.pid))
     warm = samples[min(1, len(samples) - 1)]  # after the first batch: pools, caches and code are warm
     print(
-        f"soak: {done:,} requests through routemw; RSS {samples[0]:.1f} MB after the first batch, "
+        f"soak: {done:,} requests through {target.name}; RSS {samples[0]:.1f} MB after the first batch, "
         f"{samples[-1]:.1f} MB at the end; growth after warm-up {samples[-1] - warm:+.1f} MB "
         f"(median sample {statistics.median(samples):.1f} MB)"
     )

@@ -2,8 +2,9 @@
 
 Exit status, the same for both commands: 0 when all went well (for `serve`, a normal stop),
 2 for a usage error or a config that cannot be used (the status argparse already gives a usage
-error, so one number means "fix how you called it"; nothing was started). A server that cannot
-start, such as on a port in use, exits with uvicorn's own status, 3.
+error, so one number means "fix how you called it"; nothing was started), and for a server that
+is asked for but not installed. A server that cannot start, such as on a port in use, exits
+with uvicorn's own status, 3, whichever server it is.
 
 The config comes from `--config`, else from `ROUTEMW_CONFIG`, else the embedded default.
 """
@@ -24,6 +25,7 @@ from .config import ProviderTypes, default_document, load_config
 from .errors import ConfigError
 from .limits.report import describe as describe_limits
 from .providers.registry import ProviderRegistry
+from .serve import ENGINES
 
 __all__ = ["EXIT_OK", "EXIT_USAGE", "main", "without_userinfo"]
 
@@ -47,10 +49,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     config_help = f"YAML or JSON config file (default: ${CONFIG_VARIABLE}, else the embedded default)"
-    serve = commands.add_parser("serve", help="run the gateway on uvicorn")
+    serve = commands.add_parser("serve", help="run the gateway on uvicorn or granian")
     serve.add_argument("--config", "-c", help=config_help)
     serve.add_argument("--host", help="bind address (default: server.host from the config)")
     serve.add_argument("--port", type=int, help="port (default: server.port from the config)")
+    serve.add_argument(
+        "--server", choices=ENGINES, help="the HTTP server (default: server.engine from the config, else uvicorn)"
+    )
+    serve.add_argument(
+        "--workers", type=_count, default=1, metavar="N", help="worker processes, each with a gateway (default: 1)"
+    )
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--no-access-log", action="store_true", help="do not log a line per request")
     serve.add_argument(
@@ -59,10 +67,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="on SIGTERM/SIGINT, how long requests in flight may still run (default: server.shutdown_timeout)",
     )
-    serve.add_argument("--workers", type=_count, default=1, help="processes serving the port (default: 1)")
     check = commands.add_parser("check", help="validate a config and print its models, routes and providers")
     check.add_argument("--config", "-c", help=config_help)
     return parser
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return value
 
 
 def _seconds(text: str) -> float:
@@ -75,14 +92,8 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return int(text)
-
-
 def _serve(args: argparse.Namespace, config_path: str | None) -> int:
-    from .serve import serve  # uvicorn is imported only for this command
+    from .serve import missing_engine, serve  # the server is imported only for this command
 
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(message)s")
     try:
@@ -92,22 +103,21 @@ def _serve(args: argparse.Namespace, config_path: str | None) -> int:
         return EXIT_USAGE
     server = gateway.config.server
     if args.workers > 1:
-        from .workers import refusal, serve_workers
+        from .workers import refusal
 
         reason = refusal(gateway, args.workers)
         if reason is not None:
             print(f"routemw: {reason}", file=sys.stderr)
             return EXIT_USAGE
-        return serve_workers(
-            config_path,
-            args.workers,
-            host=args.host or server.host,
-            port=args.port if args.port is not None else server.port,
-            log_level=args.log_level,
-            access_log=not args.no_access_log,
-        )
+    engine: str = args.server or server.engine
+    if problem := missing_engine(engine):
+        print(f"routemw: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     return serve(
         gateway,
+        engine=engine,
+        workers=args.workers,
+        config_path=config_path,
         host=args.host or server.host,
         port=args.port if args.port is not None else server.port,
         log_level=args.log_level,

@@ -188,7 +188,9 @@ class _Validator(LimitFields):
 
     def server(self, value: Any, path: str) -> ServerConfig:
         data = (
-            self.mapping(value, path, frozenset({"host", "port", "max_body_bytes", "keepalive", "shutdown_timeout"}))
+            self.mapping(
+                value, path, frozenset({"host", "port", "max_body_bytes", "keepalive", "shutdown_timeout", "engine"})
+            )
             or {}
         )
         default = ServerConfig()
@@ -201,6 +203,7 @@ class _Validator(LimitFields):
             max_body_bytes=self.field(data, "max_body_bytes", path, self.integer(1), default.max_body_bytes),
             keepalive=self.field(data, "keepalive", path, self.non_negative, default.keepalive),
             shutdown_timeout=self.field(data, "shutdown_timeout", path, self.non_negative, default.shutdown_timeout),
+            engine=self.field(data, "engine", path, self.choice("uvicorn", "granian"), default.engine),
         )
 
     def upstream(self, value: Any, path: str) -> UpstreamConfig:

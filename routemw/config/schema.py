@@ -52,6 +52,9 @@ class ServerConfig:
     # Seconds a shutting-down `routemw serve` gives requests in flight before ending them with a
     # `server_shutting_down` error; under Kubernetes' default 30 s grace period before SIGKILL.
     shutdown_timeout: float = 25.0
+    # The HTTP server `routemw serve` runs the gateway on: "uvicorn" (installed with routemw) or
+    # "granian" (the `routemw[granian]` extra); `--server` overrides it.
+    engine: str = "uvicorn"
 
 
 @dataclass(frozen=True, slots=True)

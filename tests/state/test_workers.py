@@ -20,7 +20,7 @@ def test_workers_must_be_a_positive_count(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit) as exited:
         main(["serve", "--workers", "0"])
     assert exited.value.code == 2
-    assert "--workers: expected a whole number of at least 1, got '0'" in capsys.readouterr().err
+    assert "--workers: must be at least 1, got '0'" in capsys.readouterr().err
 
 
 def test_two_workers_serve_one_port_and_share_cooldowns(tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
