@@ -19,8 +19,17 @@ The reservation is settled exactly once, when the reply ends:
   only the request itself stays counted against `rpm`.
 
 Route limits (`RouteGate`) sit in the fallback loop beside health: a route whose own `rpm` or
-`tpm` would be exceeded is skipped like a cooling one. The route that answered is settled with
-the request; routes tried and failed are released.
+`tpm` would be exceeded is skipped like a cooling one. A request with a single candidate has
+nothing to steer to, so its route's claims join the key's and the model's in the one admission.
+The route that answered is settled with the request, routes tried and failed are refunded, all
+in one store call.
+
+Per request the work is kept small because it is paid on every one: each scope's claims are
+worked out once (`_Scope`), only the amounts are filled in per request, and claims a
+settlement cannot change (a started request's `rpm`) are not sent to the store again.
+
+With any limit configured, every account's spend is counted (an uncapped `budget` ledger per
+UTC month when it has no budget) so `GET /v1/key` can report it; without limits nothing is.
 
 On the memory store each operation completes without suspending, so a cancellation cannot cut
 a settlement short; a store that does I/O gets its settlements run in a shielded task.

@@ -19,7 +19,9 @@ Counting rules:
 
 - `Rate` is GCRA with weights: a limit of N per window admits N units at once and then one
   every window/N seconds (no calendar minute, which would let 2N through around its edge).
-  A refund moves the theoretical arrival time back, never before now.
+  A refund moves the theoretical arrival time back, never before now. A rate holds nothing per
+  lease, so its claims may be settled under another lease id than the one that admitted them
+  (the gateway settles a request's route claims together with its own).
 - `Slots` are leases by id: a lease holds at most one slot, and releasing it twice, or
   releasing another's, is impossible by construction.
 - `Quota` is a ledger per calendar period: `committed` plus the holds of leases in flight must
