@@ -1,7 +1,10 @@
 """`Gateway`: the ASGI application, and the one place where the parts are put together.
 
-It is a plain ASGI callable rather than a Starlette app: it has three endpoints, and on the hot
-path every layer counts. It works mounted anywhere (a mounted app never receives lifespan
+It is a plain ASGI callable rather than a Starlette app: it has a handful of endpoints, and on
+the hot path every layer counts. Each inbound protocol is a door (`routemw.doors`): OpenAI chat
+completions, and Anthropic's Messages API at `/v1/messages`. The gateway runs the same body
+limit, disconnect watch and pipeline for both (`_serve`); the door reads the request and
+writes the reply and the errors. It works mounted anywhere (a mounted app never receives lifespan
 events, so the upstream transport is created lazily on first use) and can still be tied to a
 host's lifespan with `async with gateway:` or `Starlette(lifespan=gateway.lifespan)`.
 """
@@ -25,13 +28,15 @@ import orjson
 
 from .accounts import Account, Authenticator, ConfigKeyStore, KeyStore, ScopeResolver
 from .cancellation import DisconnectWatch
-from .chat import parse_chat_request
 from .config import BUILTIN_PROVIDERS, GatewayConfig, ProviderConfig, default_document, load_config
 from .dispatch import Dispatcher
+from .doors.base import Door
+from .doors.messages import COUNT_TOKENS_PATH, MESSAGES_PATH, MessagesDoor
+from .doors.openai import OpenAIDoor
 from .errors import MethodNotAllowedError, NotFoundError, RouteMWError
 from .http.asgi import Receive, Scope, Send, route_path
 from .http.body import ClientDisconnected, read_body
-from .http.responses import INTERNAL_ERROR, send_error, send_json, send_stream
+from .http.responses import INTERNAL_ERROR, send_json
 from .http.transport import default_transport
 from .middleware import (
     AuthMiddleware,
@@ -45,7 +50,6 @@ from .middleware.resolve import model_not_found
 from .pipeline import Call, Handler, Middleware, compose
 from .providers.base import Provider
 from .providers.registry import ProviderRegistry
-from .reply import Completion
 from .routing import Catalog
 from .routing.health import HealthStore, MemoryHealth
 
@@ -131,6 +135,16 @@ class Gateway:
         prefix = f"req_{uuid.uuid4().hex[:12]}"
         counter = itertools.count(1)
         self._next_request_id: Callable[[], str] = lambda: f"{prefix}{next(counter):012x}"
+        keepalive = config.server.keepalive
+        self._openai_door = OpenAIDoor(keepalive=keepalive, redact=self.redact)
+        self._messages_door = MessagesDoor(
+            keepalive=keepalive,
+            redact=self.redact,
+            authenticator=self.authenticator,
+            catalog=self.catalog,
+            transport=self._get_transport,
+            max_body_bytes=config.server.max_body_bytes,
+        )
 
     @classmethod
     def from_config(
@@ -232,10 +246,18 @@ class Gateway:
         response_headers = {"x-request-id": request_id}
         path = route_path(scope)
         method = scope["method"]
+        door: Door = self._openai_door
         try:
             if path == "/v1/chat/completions":
                 _require_method(method, "POST")
-                await self._chat(scope, receive, send, headers, request_id)
+                await self._serve(scope, receive, send, headers, request_id, door)
+            elif path in (MESSAGES_PATH, COUNT_TOKENS_PATH):
+                door = self._messages_door
+                _require_method(method, "POST")
+                if path == MESSAGES_PATH:
+                    await self._serve(scope, receive, send, headers, request_id, door)
+                else:
+                    await self._messages_door.count_tokens(scope, receive, send, {**headers, **response_headers})
             elif path == "/v1/models":
                 _require_method(method, "GET")
                 account = await self.authenticator.authenticate(headers, scope)
@@ -250,11 +272,14 @@ class Gateway:
         except (ClientDisconnected, OSError):
             return  # the client left; ASGI 2.4 servers say so by raising OSError from `send`
         except RouteMWError as exc:
-            await send_error(send, exc, response_headers, self.redact)
+            await door.send_error(send, exc, response_headers)
 
-    async def _chat(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], request_id: str) -> None:
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], request_id: str, door: Door
+    ) -> None:
+        """One call through the pipeline: `door` reads the request and writes the answer."""
         raw = await read_body(scope, receive, self.config.server.max_body_bytes)
-        call = Call(request=parse_chat_request(raw), request_id=request_id, headers=headers, scope=scope)
+        call = Call(request=door.parse(raw, headers), request_id=request_id, headers=headers, scope=scope)
         call.response_headers["x-request-id"] = request_id
         # The disconnect watch covers the whole call, so a client that leaves while we are
         # still waiting for the upstream cancels that wait (and the upstream request) at once.
@@ -264,18 +289,12 @@ class Gateway:
             except RouteMWError as exc:
                 if call.attempts:
                     call.response_headers.setdefault("x-routemw-attempts", str(len(call.attempts)))
-                await send_error(send, exc, call.response_headers, self.redact)
+                await door.send_error(send, exc, call.response_headers)
             except Exception:
                 logger.exception("routemw: request %s failed inside the gateway", request_id)
-                await send_error(send, INTERNAL_ERROR, call.response_headers, self.redact)
+                await door.send_error(send, INTERNAL_ERROR, call.response_headers)
             else:
-                response_headers = {**call.response_headers, **reply.headers}
-                if isinstance(reply, Completion):
-                    await send_json(send, 200, reply.encode(), response_headers)
-                else:
-                    await send_stream(
-                        send, reply, response_headers, keepalive=self.config.server.keepalive, redact=self.redact
-                    )
+                await door.send_reply(send, call, reply, {**call.response_headers, **reply.headers})
 
     def _model_card(self, model: str, account: Account) -> bytes:
         entry = self.catalog.get(model)
