@@ -16,8 +16,9 @@ error classes (limits, quotas) map without being listed here:
     504                 timeout_error
     other 5xx           api_error               upstream failures (502)
 
-One refinement by code: an upstream that said it is overloaded (`upstream_overloaded`) is an
-`overloaded_error` even when routemw reports it as a 502. After the commit point of a stream the
+One refinement by code: when the upstream said it is overloaded (Anthropic's
+`overloaded_error`, OpenAI's `server_is_overloaded`), on the only attempt or on every failed one,
+the answer is an `overloaded_error` even though routemw reports it as a 502. After the commit point of a stream the
 same error goes out as `event: error`. Messages are redacted like every error routemw renders.
 """
 
@@ -28,7 +29,7 @@ from typing import Final
 
 import orjson
 
-from ...errors import RouteMWError
+from ...errors import AllTargetsFailedError, RouteMWError
 
 __all__ = ["error_body", "error_event", "error_status", "error_type"]
 
@@ -45,11 +46,16 @@ _TYPES: Final = {
     529: "overloaded_error",
 }
 _OVERLOADED: Final = 529
+_OVERLOADED_CODES: Final = frozenset({"upstream_overloaded", "server_is_overloaded"})
 
 
 def error_type(exc: RouteMWError) -> str:
-    if exc.code == "upstream_overloaded":
+    if exc.code in _OVERLOADED_CODES:
         return "overloaded_error"
+    if isinstance(exc, AllTargetsFailedError):
+        failures = [a for a in exc.attempts if a.action is not None]
+        if failures and all(a.code in _OVERLOADED_CODES for a in failures):
+            return "overloaded_error"
     status = exc.status_code
     known = _TYPES.get(status)
     if known is not None:

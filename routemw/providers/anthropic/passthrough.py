@@ -16,10 +16,11 @@ survive, because nothing here reads them. Decisions:
   the client are added after the client's. Headers the operator set in the provider's
   `headers` still win, as they do for every request. The client's credentials never travel.
 - On the way out only `model` changes, to the public model id the route serves. It is spliced
-  into the upstream's bytes, found as the first `"model"` key before the first `"content"` key
-  (Anthropic writes `id`, `type`, `role`, `model`, then `content`); should an upstream order
-  its keys otherwise, the answer is re-encoded with the new model instead, which changes
-  nothing but whitespace and escapes.
+  into the upstream's bytes: found cheaply as the first `"model"` key before the first
+  `"content"` key (Anthropic writes `id`, `type`, `role`, `model`, then `content`); in a body
+  ordered otherwise, the first `"model"` key with the upstream's value whose splice decodes to
+  the same message with the new model (one more parse, only for such bodies); failing both,
+  the answer is re-encoded with the new model, which changes nothing but whitespace and escapes.
 - Every answer is also read into OpenAI's shape by the same code as a translated one (the
   `data` of the `Completion` and of each `Chunk`), so usage accounting, commit detection and
   every middleware see what they always see; the client gets the `native` bytes. Each stream
@@ -99,14 +100,7 @@ def with_model(raw: bytes, upstream_model: Any, public_model: str) -> bytes | No
     content = raw.find(_CONTENT)
     if start < 0 or (0 <= content < start):
         return None
-    at = _skip(raw, start + len(_MODEL))
-    if raw[at : at + 1] != b":":
-        return None
-    at = _skip(raw, at + 1)
-    value = orjson.dumps(upstream_model)
-    if raw[at : at + len(value)] != value:
-        return None
-    return raw[:at] + orjson.dumps(public_model) + raw[at + len(value) :]
+    return _splice_at(raw, start, orjson.dumps(upstream_model), public_model)
 
 
 def _skip(raw: bytes, at: int) -> int:
@@ -118,7 +112,29 @@ def _skip(raw: bytes, at: int) -> int:
 def message_with_model(raw: bytes, data: Mapping[str, Any], public_model: str) -> bytes:
     """A `message` body with the public model id, spliced when possible."""
     spliced = with_model(raw, data.get("model"), public_model)
-    return spliced if spliced is not None else orjson.dumps({**data, "model": public_model})
+    if spliced is not None:
+        return spliced
+    wanted = {**data, "model": public_model}
+    upstream_model = data.get("model")
+    if isinstance(upstream_model, str):
+        value = orjson.dumps(upstream_model)
+        at = raw.find(_MODEL)
+        while at >= 0:
+            candidate = _splice_at(raw, at, value, public_model)
+            if candidate is not None and orjson.loads(candidate) == wanted:
+                return candidate
+            at = raw.find(_MODEL, at + 1)
+    return orjson.dumps(wanted)
+
+
+def _splice_at(raw: bytes, key: int, value: bytes, public_model: str) -> bytes | None:
+    at = _skip(raw, key + len(_MODEL))
+    if raw[at : at + 1] != b":":
+        return None
+    at = _skip(raw, at + 1)
+    if raw[at : at + len(value)] != value:
+        return None
+    return raw[:at] + orjson.dumps(public_model) + raw[at + len(value) :]
 
 
 class NativeStream(SSETranslator):
