@@ -9,7 +9,10 @@ noisy neighbour hurts all of them alike, and results are reported as ratios with
 - p50/p99 latency at concurrency 1, and the p50 added over calling the upstream directly;
 - time to first byte for streams;
 - server CPU per request (user + system time of that process over the scenario);
-- a soak through routemw with its RSS sampled, reporting growth after warm-up.
+- a soak through routemw with its RSS sampled, reporting growth after warm-up;
+- the Messages door (`/v1/messages`): Anthropic in and Anthropic out (the passthrough) and
+  Anthropic in, OpenAI out (translated both ways), each as a ratio to routemw's OpenAI
+  passthrough in the same run.
 
 Everything it starts is stopped when it ends, however it ends.
 """
@@ -125,7 +128,9 @@ class Tally:
 
 
 def load(target: Target, *, stream: bool, concurrency: int, count: int) -> tuple[dict[str, Any], float]:
-    body = {"model": target.model, "messages": [{"role": "user", "content": "Say something."}], "max_tokens": 64}
+    # The same request in either protocol (Anthropic's also needs `max_tokens`, so both send it).
+    body: dict[str, Any] = {"model": target.model, "max_tokens": 64}
+    body["messages"] = [{"role": "user", "content": "Say something."}]
     if stream:
         body["stream"] = True
     command = [
@@ -227,6 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             ]
             if anthropic:
                 targets.append(Target("routemw -> anthropic", ports["routemw"], gateway.pid, "claude", auth))
+                messages = "/v1/messages"
+                targets.append(Target("messages -> anthropic", ports["routemw"], gateway.pid, "claude", auth, messages))
+                targets.append(Target("messages -> openai", ports["routemw"], gateway.pid, "gpt-4o", auth, messages))
             report(targets, args)
             if args.soak:
                 soak(targets[2], args.soak)
@@ -263,6 +271,11 @@ def report(targets: list[Target], args: argparse.Namespace) -> None:
                 f"{lat.percentile(lat.latencies, 0.99):.2f} | {p50 - direct_p50:+.2f} | "
                 f"{lat.percentile(lat.firsts, 0.5):.2f} | {cpu:.2f} | {t.errors + lat.errors} |"
             )
+        print()
+        passthrough = throughput["routemw"].rate()
+        for name in ("messages -> anthropic", "messages -> openai"):
+            if name in throughput and passthrough:
+                print(f"{name}: {throughput[name].rate() / passthrough:.2f}x routemw's OpenAI passthrough @32")
         print()
 
 
