@@ -8,8 +8,9 @@ bytes; editing `data` in place would leave the stale bytes to be sent, so don't.
 `native` is the same answer in the client's own protocol when that is not OpenAI's and the
 upstream spoke it (an Anthropic client served by an Anthropic route): `data` stays the OpenAI
 shape every middleware reads, and the door sends `native` as it is. `replace` drops it too, so a
-middleware that changes an answer is never bypassed by stale native bytes; the door then shows
-the client what `data` says (see `routemw.doors.messages`).
+middleware that changes an answer is never bypassed by stale native bytes: the door renders a
+replaced completion from `data`, and leaves a replaced chunk of a passthrough stream out, since
+it cannot be placed in the upstream's own event sequence (see `routemw.doors.messages.events`).
 """
 
 from __future__ import annotations
