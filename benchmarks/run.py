@@ -10,6 +10,9 @@ noisy neighbour hurts all of them alike, and results are reported as ratios with
 - time to first byte for streams;
 - server CPU per request (user + system time of that process over the scenario);
 - a soak through routemw with its RSS sampled, reporting growth after warm-up;
+- a second routemw with limits on the key, the model and the route (high enough never to
+  refuse, so every request pays for admission, headers and settlement), and its JSON
+  throughput as a ratio to routemw without limits;
 - the Messages door (`/v1/messages`): Anthropic in and Anthropic out (the passthrough) and
   Anthropic in, OpenAI out (translated both ways), each as a ratio to routemw's OpenAI
   passthrough in the same run.
@@ -157,7 +160,13 @@ def load(target: Target, *, stream: bool, concurrency: int, count: int) -> tuple
     return orjson.loads(output), cpu_seconds(target.pid) - before
 
 
-def routemw_config(upstream: int, port: int, anthropic: bool) -> dict[str, Any]:
+# Limits on every scope, far above what a run sends: each request is admitted and settled.
+KEY_LIMITS = {"rpm": 10_000_000, "tpm": 10_000_000_000, "concurrency": 10_000, "budget": {"usd": 1_000_000}}
+MODEL_LIMITS = {"rpm": 10_000_000, "tpm": 10_000_000_000}
+ROUTE_LIMITS = {"rpm": 10_000_000, "tpm": 10_000_000_000}
+
+
+def routemw_config(upstream: int, port: int, anthropic: bool, *, limited: bool = False) -> dict[str, Any]:
     providers: dict[str, Any] = {
         "up": {"type": "openai", "base_url": f"http://127.0.0.1:{upstream}/v1", "api_key": "sk-bench-upstream"}
     }
@@ -165,11 +174,19 @@ def routemw_config(upstream: int, port: int, anthropic: bool) -> dict[str, Any]:
     if anthropic:
         providers["claude"] = {"type": "anthropic", "base_url": f"http://127.0.0.1:{upstream}", "api_key": "sk-bench-a"}
         models["claude"] = {"routes": [{"provider": "claude", "model": "claude-sonnet-4-5"}]}
+    key: dict[str, Any] = {"name": "bench", "key": CLIENT_KEY, "models": ["*"]}
+    if limited:
+        key["limits"] = KEY_LIMITS
+        models["gpt-4o"] = {
+            "limits": MODEL_LIMITS,
+            "routes": [{"provider": "up", "model": "gpt-4o", "limits": ROUTE_LIMITS}],
+        }
+        models.pop("claude", None)
     return {
         "server": {"host": "127.0.0.1", "port": port},
         "providers": providers,
         "models": models,
-        "keys": [{"name": "bench", "key": CLIENT_KEY, "models": ["*"]}],
+        "keys": [key],
         "auth": {"mode": "keys"},
     }
 
@@ -192,10 +209,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.rounds, args.count, args.latency_count, args.soak = 1, 100, 20, 300
     anthropic = has_anthropic()
     processes: list[subprocess.Popen[bytes]] = []
-    ports = {name: free_port() for name in ("upstream", "bare", "routemw")}
+    ports = {name: free_port() for name in ("upstream", "bare", "routemw", "limited")}
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "routemw.json"
         config.write_text(json.dumps(routemw_config(ports["upstream"], ports["routemw"], anthropic)))
+        limited_config = Path(tmp) / "routemw-limited.json"
+        limited_config.write_text(
+            json.dumps(routemw_config(ports["upstream"], ports["limited"], anthropic, limited=True))
+        )
         python = sys.executable
         with (
             started(processes, python, "-m", "benchmarks.upstream", "--port", str(ports["upstream"])) as upstream,
@@ -221,8 +242,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "warning",
                 "--no-access-log",
             ) as gateway,
+            started(
+                processes,
+                python,
+                "-m",
+                "routemw",
+                "serve",
+                "--config",
+                str(limited_config),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ) as limited,
         ):
-            for name, process in (("upstream", upstream), ("bare", bare), ("routemw", gateway)):
+            for name, process in (("upstream", upstream), ("bare", bare), ("routemw", gateway), ("limited", limited)):
                 wait_for_port(ports[name], process)
             auth = [f"authorization: Bearer {CLIENT_KEY}"]
             targets = [
@@ -230,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 Target("bare proxy", ports["bare"], bare.pid, "gpt-4o"),
                 Target("routemw", ports["routemw"], gateway.pid, "gpt-4o", auth),
             ]
+            targets.append(Target("routemw + limits", ports["limited"], limited.pid, "gpt-4o", auth))
             if anthropic:
                 targets.append(Target("routemw -> anthropic", ports["routemw"], gateway.pid, "claude", auth))
                 messages = "/v1/messages"
@@ -276,6 +310,9 @@ def report(targets: list[Target], args: argparse.Namespace) -> None:
         for name in ("messages -> anthropic", "messages -> openai"):
             if name in throughput and passthrough:
                 print(f"{name}: {throughput[name].rate() / passthrough:.2f}x routemw's OpenAI passthrough @32")
+        if not stream and "routemw + limits" in throughput:
+            ratio = throughput["routemw + limits"].rate() / throughput["routemw"].rate()
+            print(f"limits: JSON req/s @32 with limits on key, model and route = {ratio:.2f}x routemw without")
         print()
 
 

@@ -1,5 +1,6 @@
 """routemw: one OpenAI-compatible endpoint in front of every LLM provider, as an ASGI app."""
 
+from ._version import __version__
 from .accounts import ANONYMOUS, Account, Authenticator, ConfigKeyStore, KeyStore
 from .app import Gateway
 from .chat import ChatRequest
@@ -36,8 +37,6 @@ from .providers.registry import ProviderRegistry
 from .providers.sse_translator import SSETranslator
 from .reply import Chunk, Completion, Reply, Stream
 from .routing.health import HealthStore, MemoryHealth
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ANONYMOUS",

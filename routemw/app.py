@@ -2,11 +2,13 @@
 
 It is a plain ASGI callable rather than a Starlette app: it has a handful of endpoints, and on
 the hot path every layer counts. Each inbound protocol is a door (`routemw.doors`): OpenAI chat
-completions, and Anthropic's Messages API at `/v1/messages`. The gateway runs the same body
-limit, disconnect watch and pipeline for both (`_serve`); the door reads the request and
-writes the reply and the errors. It works mounted anywhere (a mounted app never receives lifespan
-events, so the upstream transport is created lazily on first use) and can still be tied to a
-host's lifespan with `async with gateway:` or `Starlette(lifespan=gateway.lifespan)`.
+completions, and Anthropic's Messages API at `/v1/messages`. The gateway does the same for both
+(`_serve`): the drain's interrupt, authentication before the body, the body limit, the
+disconnect watch, the pipeline, the usage meter and record; the door reads the request and
+writes the reply and every error, those of the gateway's own steps included. It works mounted
+anywhere (a mounted app never receives lifespan events, so the upstream transport is created
+lazily on first use) and can still be tied to a host's lifespan with `async with gateway:` or
+`Starlette(lifespan=gateway.lifespan)`.
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ from .dispatch import Dispatcher
 from .doors.base import Door
 from .doors.messages import COUNT_TOKENS_PATH, MESSAGES_PATH, MessagesDoor
 from .doors.openai import OpenAIDoor
-from .errors import MethodNotAllowedError, NotFoundError, RouteMWError
-from .http.asgi import Receive, Scope, Send, route_path
+from .errors import ConfigError, MethodNotAllowedError, NotFoundError, RouteMWError, echo
+from .http.asgi import Receive, Scope, Send, client_path, route_path
 from .http.body import ClientDisconnected, read_body
 from .http.responses import INTERNAL_ERROR, send_json
 from .http.transport import default_transport
+from .limits import LimitMiddleware, Limits, LimitStore, RouteGate
 from .middleware import (
     AuthMiddleware,
     CapabilityMiddleware,
@@ -47,11 +50,17 @@ from .middleware import (
     RetryMiddleware,
 )
 from .middleware.resolve import model_not_found
+from .middleware.stream_usage import StreamUsageMiddleware
 from .pipeline import Call, Handler, Middleware, compose
+from .prices import PriceTable
 from .providers.base import Provider
 from .providers.registry import ProviderRegistry
+from .reply import Completion
 from .routing import Catalog
 from .routing.health import HealthStore, MemoryHealth
+from .shutdown import InFlight, Interrupt, ServerShuttingDownError
+from .state import RedisGuard, RedisHealth, redis_client
+from .usage import JsonlSink, Meter, UsageCallback, UsageRecord, UsageSink, deliver, iso_time
 
 __all__ = ["Gateway"]
 
@@ -76,6 +85,9 @@ class Gateway:
         account_from_scope: ScopeResolver | None = None,
         health: HealthStore | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        limits: LimitStore | None = None,
+        on_usage: UsageCallback | None = None,
+        usage_sinks: Sequence[UsageSink] = (),
     ) -> None:
         """Build from a validated config.
 
@@ -88,8 +100,13 @@ class Gateway:
         async `lookup(secret) -> Account | None`) or `account_from_scope` (a function of the
         ASGI scope, for a host that has already authenticated the user), which turn it on.
 
-        `health` replaces the in-memory cooldown state (share it between instances), and
-        `sleep` the function retries wait with (tests pass one that records instead of waiting).
+        `health` replaces the cooldown state (in memory, or in Redis with `state.redis`; pass
+        your own `routemw.state.RedisHealth` to share a Redis client of yours), and `sleep` the
+        function retries wait with (tests pass one that records instead of waiting).
+
+        `limits` replaces the in-memory store that rate limits, quotas and budgets are counted
+        in. `on_usage` (a function, sync or async) and `usage_sinks` get one `UsageRecord` per
+        finished request; the config's `usage.jsonl` adds a file sink the gateway owns.
         """
         self.config = config
         self.registry = registry if registry is not None else ProviderRegistry.default()
@@ -99,16 +116,52 @@ class Gateway:
             key_store = ConfigKeyStore(config.keys)
         self.authenticator = Authenticator(key_store, scope_resolver=account_from_scope)
         retry = config.retry
+        # With `state.redis`, one client and one guard serve every store, so Redis going away is
+        # noticed and logged once. The client connects on first use, inside the serving loop.
+        self.redis: Any = None
+        self.state_guard: RedisGuard | None = None
+        state = config.state
+        if state.redis is not None:
+            self.redis = redis_client(state.redis.url, timeout=state.timeout)
+            self.state_guard = RedisGuard(on_error=state.on_error, timeout=state.timeout)
+        if health is None and state.redis is not None:
+            health = RedisHealth(
+                client=self.redis,
+                prefix=state.redis.prefix,
+                guard=self.state_guard,
+                threshold=retry.cooldown_after,
+                cooldown=retry.cooldown,
+                max_cooldown=retry.cooldown_max,
+            )
         self.health: HealthStore = health or MemoryHealth(
             threshold=retry.cooldown_after, cooldown=retry.cooldown, max_cooldown=retry.cooldown_max
         )
         model_policies = {m.name: m.unsupported_params for m in config.models.values() if m.unsupported_params}
+        # -- limits, prices and usage (routemw.limits, routemw.usage) --
+        free = frozenset(n for n, p in self.providers.items() if p.__class__.__name__ == "EchoProvider")
+        self.prices = PriceTable(config.prices, free_providers=free)
+        self.limits = Limits.from_config(config, self.prices, limits)
+        limited = Limits.configured(config)
+        if limited:
+            unpriced = self.limits.unpriced(config, self.catalog)
+            if unpriced:
+                raise ConfigError(unpriced)
+        self._owned_sinks: tuple[UsageSink, ...] = (JsonlSink(config.usage.jsonl),) if config.usage.jsonl else ()
+        self._usage_sinks = (*usage_sinks, *self._owned_sinks)
+        self._usage_callbacks: tuple[UsageCallback, ...] = (on_usage,) if on_usage is not None else ()
+        self._recording = bool(self._usage_sinks or self._usage_callbacks)
+        self._pricing = {entry.id: self._card_price(entry.targets) for entry in self.catalog}
         defaults: list[Middleware] = [
             AuthMiddleware(self.authenticator),
             NormalizeMiddleware(),
             ResolveMiddleware(self.catalog),
             CapabilityMiddleware(config.params.unsupported, model_policies),
-            FallbackMiddleware(timeout=retry.timeout, health=self.health),
+            *([LimitMiddleware(self.limits)] if limited else []),
+            FallbackMiddleware(
+                timeout=retry.timeout,
+                health=self.health,
+                route_limits=RouteGate(self.limits) if self.limits.routes else None,
+            ),
             RetryMiddleware(
                 attempts=retry.attempts,
                 backoff_initial=retry.backoff_initial,
@@ -116,6 +169,7 @@ class Gateway:
                 health=self.health,
                 sleep=sleep or anyio.sleep,
             ),
+            *([StreamUsageMiddleware()] if limited or self._recording else []),
         ]
         if middleware is None:
             layers: Sequence[Middleware] = defaults
@@ -124,11 +178,16 @@ class Gateway:
         else:
             layers = [*middleware, *defaults]
         self.middleware: tuple[Middleware, ...] = tuple(layers)
-        dispatcher = Dispatcher(self._get_transport, first_token_timeout=retry.first_token_timeout)
+        dispatcher = Dispatcher(
+            self._get_transport,
+            first_token_timeout=retry.first_token_timeout,
+            secrets={name: _credentials(cfg) for name, cfg in config.providers.items()},
+            limits=config.upstream,
+        )
         self._handler: Handler = compose(self.middleware, dispatcher)
         self._transport = transport
         self._owns_transport = transport is None
-        self._secrets = tuple(sorted(config.secrets(), key=len, reverse=True))
+        self._in_flight = InFlight()
         self._created = int(time.time())
         # Request ids: a random prefix per gateway and a counter. Unique and cheap; they are
         # labels for logs and support, not secrets, so nothing is lost by their being sequential.
@@ -136,14 +195,14 @@ class Gateway:
         counter = itertools.count(1)
         self._next_request_id: Callable[[], str] = lambda: f"{prefix}{next(counter):012x}"
         keepalive = config.server.keepalive
-        self._openai_door = OpenAIDoor(keepalive=keepalive, redact=self.redact)
+        self._openai_door = OpenAIDoor(keepalive=keepalive)
         self._messages_door = MessagesDoor(
             keepalive=keepalive,
-            redact=self.redact,
             authenticator=self.authenticator,
             catalog=self.catalog,
             transport=self._get_transport,
             max_body_bytes=config.server.max_body_bytes,
+            upstream_limits=config.upstream,
         )
 
     @classmethod
@@ -159,6 +218,9 @@ class Gateway:
         account_from_scope: ScopeResolver | None = None,
         health: HealthStore | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        limits: LimitStore | None = None,
+        on_usage: UsageCallback | None = None,
+        usage_sinks: Sequence[UsageSink] = (),
     ) -> Gateway:
         """Load a YAML/JSON file or a mapping (None: the embedded default) and build a gateway."""
         env = os.environ if environ is None else environ
@@ -174,6 +236,9 @@ class Gateway:
             account_from_scope=account_from_scope,
             health=health,
             sleep=sleep,
+            limits=limits,
+            on_usage=on_usage,
+            usage_sinks=usage_sinks,
         )
 
     def _create_providers(self) -> dict[str, Provider]:
@@ -194,8 +259,14 @@ class Gateway:
         """Close the upstream connections the gateway opened (not a transport it was given).
 
         A transport it was given stays in place, so the gateway goes on using it afterwards; one
-        it opened is dropped and opened anew on the next request.
+        it opened is dropped and opened anew on the next request. Usage sinks it opened write
+        what they hold and stop (they start again if more records come). The Redis client it
+        opened for `state.redis` is closed too (it reconnects if used again).
         """
+        for sink in self._owned_sinks:
+            await anyio.to_thread.run_sync(sink.close)
+        if self.redis is not None:
+            await self.redis.aclose()
         if not self._owns_transport:
             return
         transport, self._transport = self._transport, None
@@ -209,6 +280,18 @@ class Gateway:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+    async def drain(self, grace: float | None = None) -> None:
+        """Stop taking requests and end those in flight; for a server that is shutting down.
+
+        New requests get a 503 `server_shutting_down` from now on. Requests in flight have
+        `grace` seconds (default `server.shutdown_timeout`) to finish; then a stream still open
+        ends with the in-band error event `server_shutting_down`, and a request still waiting for
+        its upstream gets that error as a 503. Returns when none is left, or shortly after the
+        deadline if a client has stopped reading. `routemw serve` calls it when uvicorn begins
+        to shut down; call it from any other server's shutdown the same way.
+        """
+        await self._in_flight.drain(self.config.server.shutdown_timeout if grace is None else grace)
 
     @asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
@@ -246,29 +329,35 @@ class Gateway:
         response_headers = {"x-request-id": request_id}
         path = route_path(scope)
         method = scope["method"]
-        door: Door = self._openai_door
+        # The door is known from the path alone, before anything can fail, so that every error
+        # (the refusal while draining, a 401 before the body, a 405) is in the client's protocol.
+        door: Door = self._messages_door if path in (MESSAGES_PATH, COUNT_TOKENS_PATH) else self._openai_door
         try:
-            if path == "/v1/chat/completions":
+            if self._in_flight.closing:
+                raise ServerShuttingDownError()
+            if path == "/v1/chat/completions" or path == MESSAGES_PATH:
                 _require_method(method, "POST")
                 await self._serve(scope, receive, send, headers, request_id, door)
-            elif path in (MESSAGES_PATH, COUNT_TOKENS_PATH):
-                door = self._messages_door
+            elif path == COUNT_TOKENS_PATH:
                 _require_method(method, "POST")
-                if path == MESSAGES_PATH:
-                    await self._serve(scope, receive, send, headers, request_id, door)
-                else:
-                    await self._messages_door.count_tokens(scope, receive, send, {**headers, **response_headers})
+                await self._count_tokens(scope, receive, send, {**headers, **response_headers})
             elif path == "/v1/models":
                 _require_method(method, "GET")
                 account = await self.authenticator.authenticate(headers, scope)
-                cards = [entry.card(self._created) for entry in self.catalog if account.may_use(entry.id)]
+                cards = [self._card(entry.id) for entry in self.catalog if account.may_use(entry.id)]
                 await send_json(send, 200, orjson.dumps({"object": "list", "data": cards}), response_headers)
+            elif path == "/v1/key":
+                _require_method(method, "GET")
+                account = await self.authenticator.authenticate(headers, scope)
+                state = await self.limits.key_state(account)
+                await send_json(send, 200, orjson.dumps({"data": state}), response_headers)
             elif path.startswith("/v1/models/"):
                 _require_method(method, "GET")
                 account = await self.authenticator.authenticate(headers, scope)
                 await send_json(send, 200, self._model_card(path[len("/v1/models/") :], account), response_headers)
             else:
-                raise NotFoundError(f"Invalid URL ({method} {path})", code="unknown_url")
+                # The path as the client sent it, mount prefix included, not the route below it.
+                raise NotFoundError(f"Invalid URL ({echo(method)} {echo(client_path(scope))})", code="unknown_url")
         except (ClientDisconnected, OSError):
             return  # the client left; ASGI 2.4 servers say so by raising OSError from `send`
         except RouteMWError as exc:
@@ -277,37 +366,156 @@ class Gateway:
     async def _serve(
         self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], request_id: str, door: Door
     ) -> None:
-        """One call through the pipeline: `door` reads the request and writes the answer."""
-        raw = await read_body(scope, receive, self.config.server.max_body_bytes)
-        call = Call(request=door.parse(raw, headers), request_id=request_id, headers=headers, scope=scope)
-        call.response_headers["x-request-id"] = request_id
+        """One call through the pipeline, for any door: the door reads the request and writes the answer."""
+        # Every wait the request makes is in a region a drain can interrupt (`routemw.shutdown`),
+        # so a server shutting down never has to cut the request itself.
+        interrupt = self._in_flight.enter()
+        call: Call | None = None
+        status: int | None = None  # what the client got; None: it left before an answer
+        error: str | None = None
+        arrived = time.time()
+        try:
+            async with interrupt:
+                # Authenticate from the headers before the body is read, as OpenAI does: a caller
+                # without a valid key gets its 401 whatever its body, learns nothing about how the
+                # body would be judged, and cannot make the gateway read and parse megabytes.
+                # `AuthMiddleware` sees the account already on the call and does not ask again.
+                account = await self.authenticator.authenticate(headers, scope)
+                raw = await read_body(scope, receive, self.config.server.max_body_bytes)
+            call = Call(
+                request=door.parse(raw, headers), request_id=request_id, headers=headers, scope=scope, account=account
+            )
+            if self._recording:
+                call.meter = Meter()
+            call.response_headers["x-request-id"] = request_id
+            status, error = await self._answer(call, receive, send, interrupt, door)
+        except RouteMWError as exc:
+            status, error = exc.status_code, exc.code
+            raise
+        finally:
+            self._in_flight.leave(interrupt)
+            if self._recording:
+                await self._record(call, request_id, arrived, status, error)
+
+    async def _count_tokens(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        """`/v1/messages/count_tokens`, outside the pipeline but inside the drain like every request."""
+        interrupt = self._in_flight.enter()
+        try:
+            async with interrupt:
+                await self._messages_door.count_tokens(scope, receive, send, headers)
+        finally:
+            self._in_flight.leave(interrupt)
+
+    async def _answer(
+        self, call: Call, receive: Receive, send: Send, interrupt: Interrupt, door: Door
+    ) -> tuple[int | None, str | None]:
+        """Run the pipeline and send what it gives; the status and error code the client got.
+
+        The status is None when the client left before its answer was sent (the disconnect watch
+        ends the block quietly then, or the server raises from `send`).
+        """
+        request_id = call.request_id
+        status: int | None = None
+        error: str | None = None
         # The disconnect watch covers the whole call, so a client that leaves while we are
         # still waiting for the upstream cancels that wait (and the upstream request) at once.
         async with DisconnectWatch(receive):
             try:
-                reply = await self._handler(call)
+                async with interrupt:
+                    reply = await self._handler(call)
             except RouteMWError as exc:
                 if call.attempts:
                     call.response_headers.setdefault("x-routemw-attempts", str(len(call.attempts)))
                 await door.send_error(send, exc, call.response_headers)
+                status, error = exc.status_code, exc.code
             except Exception:
                 logger.exception("routemw: request %s failed inside the gateway", request_id)
                 await door.send_error(send, INTERNAL_ERROR, call.response_headers)
+                status, error = INTERNAL_ERROR.status_code, INTERNAL_ERROR.code
             else:
-                await door.send_reply(send, call, reply, {**call.response_headers, **reply.headers})
+                meter = call.meter
+                # Usage is read from the OpenAI-shaped `data` every reply carries, whichever door
+                # renders it, so limits and usage records never depend on the client's protocol.
+                if isinstance(reply, Completion):
+                    if meter is not None and meter.counts is None:
+                        meter.read(reply.data.get("usage"))
+                elif meter is not None and not meter.watched:
+                    reply = meter.watch(reply)
+                await door.send_reply(send, call, reply, {**call.response_headers, **reply.headers}, interrupt)
+                status = 200
+        return status, error
+
+    async def _record(
+        self, call: Call | None, request_id: str, arrived: float, status: int | None, error: str | None
+    ) -> None:
+        """Build the request's usage record and hand it to every subscriber."""
+        meter = call.meter if call is not None else None
+        counts = meter.counts if meter is not None else None
+        if meter is not None and meter.error_code is not None:
+            error = meter.error_code  # the stream failed after it started
+        if status is None:
+            status, error = 499, error or "client_disconnected"
+        target = call.target if call is not None else None
+        price = self.limits.price(target) if target is not None else None
+        stream = call.request.stream if call is not None else None
+        first = meter.first_chunk if meter is not None and stream else None
+        started = call.started if call is not None else time.monotonic()
+        account = getattr(call.account, "name", None) if call is not None else None
+        record = UsageRecord(
+            request_id=request_id,
+            time=iso_time(arrived),
+            account=account,
+            model=call.request.model if call is not None else None,
+            provider=target.provider.name if target is not None else None,
+            upstream_model=target.model if target is not None else None,
+            prompt_tokens=counts.prompt if counts is not None else None,
+            cached_tokens=counts.cached if counts is not None else None,
+            completion_tokens=counts.completion if counts is not None else None,
+            reasoning_tokens=counts.reasoning if counts is not None else None,
+            cost_usd=price.cost(counts) / 1_000_000 if price is not None and counts is not None else None,
+            status=status,
+            error_code=error,
+            attempts=len(call.attempts) if call is not None else 0,
+            latency_ms=round((time.monotonic() - started) * 1000, 3),
+            ttft_ms=round((first - started) * 1000, 3) if first is not None else None,
+            stream=stream,
+        )
+        with anyio.CancelScope(shield=True):
+            await deliver(record, self._usage_callbacks, self._usage_sinks)
+
+    def _card_price(self, targets: Sequence[Any]) -> dict[str, float] | None:
+        """The price of a model's first route, for its `/v1/models` card (None: unknown)."""
+        if not targets:
+            return None
+        first = targets[0]
+        price = self.prices.lookup(first.provider.name, first.model, first.public_model)
+        return price.card() if price is not None else None
+
+    def _card(self, model: str) -> dict[str, Any]:
+        entry = self.catalog.get(model)
+        assert entry is not None
+        return {**entry.card(self._created), "pricing": self._pricing.get(model)}
 
     def _model_card(self, model: str, account: Account) -> bytes:
         entry = self.catalog.get(model)
         if entry is None or not account.may_use(model):
             raise model_not_found(model)
-        return orjson.dumps(entry.card(self._created))
+        return orjson.dumps(self._card(model))
 
-    def redact(self, text: str) -> str:
-        """`text` with every configured secret blanked out."""
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "[redacted]")
-        return text
+
+def _credentials(provider: ProviderConfig) -> tuple[str, ...]:
+    """What of a provider's config its upstream may echo back in an error: its key and headers.
+
+    Only the provider's own: scrubbing an upstream's text of secrets it was never given (client
+    keys, other providers' keys) could only ever match text the client sent it to echo, which
+    would make the error an oracle for guesses. The longest come first, so a secret that
+    contains another is blanked whole.
+    """
+    found = [provider.api_key] if provider.api_key else []
+    for value in provider.headers.values():
+        found += [value, value.rsplit(" ", 1)[-1]]  # "Bearer <token>": the token alone, too
+    # Short strings are too likely to be ordinary words to blank out wherever they appear.
+    return tuple(sorted({s for s in found if len(s) >= 8}, key=len, reverse=True))
 
 
 def _require_method(method: str, allowed: str) -> None:

@@ -9,7 +9,9 @@ relies on and the JSON types of the well-known fields, and names the offending f
 the 400, as OpenAI does (`messages[2].content`).
 
 The original bytes are kept too, so a passthrough to an OpenAI-shaped upstream that changes
-nothing can forward them without re-encoding.
+nothing can forward them without re-encoding. That is only safe because a body that repeats a
+key (at any depth) is refused: the parsed view keeps the last of the two, the bytes keep both,
+and an upstream that reads the first would see a request routemw never checked.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from typing import Any, Final
 
 import orjson
 
-from .errors import InvalidRequestError
+from .duplicate_keys import first_duplicate_key
+from .errors import InvalidRequestError, echo
 from .native import NativeRequest
 
 __all__ = ["ChatRequest", "parse_chat_request"]
@@ -148,6 +151,7 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         raise InvalidRequestError(
             f"The request body must be a JSON object, not {_json_type(body)}.", code="invalid_json"
         )
+    _check_unique_keys(raw, body)
     _check_model(body)
     _check_messages(body)
     for key, expected in _FIELD_TYPES.items():
@@ -156,6 +160,21 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
             if not _accepts(expected, actual):
                 raise _type_error(key, expected, actual)
     return ChatRequest(body=body, raw=raw)
+
+
+def _check_unique_keys(raw: bytes, body: dict[str, Any]) -> None:
+    # The parsed body keeps the last of two equal keys, while the bytes forwarded keep both: what
+    # routemw checks and what an upstream reads could differ. See `duplicate_keys`.
+    try:
+        path = first_duplicate_key(raw, body)
+    except RecursionError:
+        raise InvalidRequestError("The JSON body of your request is nested too deeply.", code="invalid_json") from None
+    if path is not None:
+        raise InvalidRequestError(
+            f"The JSON body of your request repeats the key '{path}'; send each key once.",
+            param=path,
+            code="duplicate_key",
+        )
 
 
 def _check_model(body: dict[str, Any]) -> None:
@@ -196,7 +215,7 @@ def _check_message(path: str, message: Any) -> None:
         raise _type_error(f"{path}.role", (_STRING,), _json_type(role))
     if role not in _ROLES:
         raise InvalidRequestError(
-            f"Invalid value: '{role}'. Supported values are: {', '.join(sorted(_ROLES))}.",
+            f"Invalid value: '{echo(role)}'. Supported values are: {', '.join(sorted(_ROLES))}.",
             param=f"{path}.role",
             code="invalid_value",
         )

@@ -1,69 +1,119 @@
-"""`routemw serve` and `routemw check`."""
+"""`routemw serve` and `routemw check`.
+
+Exit status, the same for both commands: 0 when all went well (for `serve`, a normal stop),
+2 for a usage error or a config that cannot be used (the status argparse already gives a usage
+error, so one number means "fix how you called it"; nothing was started). A server that cannot
+start, such as on a port in use, exits with uvicorn's own status, 3.
+
+The config comes from `--config`, else from `ROUTEMW_CONFIG`, else the embedded default.
+"""
 
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
+from typing import Final
 
+from ._version import __version__
 from .app import Gateway
 from .config import ProviderTypes, default_document, load_config
 from .errors import ConfigError
+from .limits.report import describe as describe_limits
 from .providers.registry import ProviderRegistry
 
-__all__ = ["main"]
+__all__ = ["EXIT_OK", "EXIT_USAGE", "main", "without_userinfo"]
+
+EXIT_OK: Final = 0
+EXIT_USAGE: Final = 2  # bad arguments or an unusable config; argparse exits with it too
+CONFIG_VARIABLE: Final = "ROUTEMW_CONFIG"
+# The authority's userinfo: everything between `scheme://` and the last `@` before the path.
+_USERINFO: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/?#]*@")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    config_path: str | None = args.config or os.environ.get(CONFIG_VARIABLE) or None
+    if args.command == "check":
+        return _check(config_path)
+    return _serve(args, config_path)
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="routemw", description="An OpenAI-compatible gateway to many LLM providers.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    config_help = f"YAML or JSON config file (default: ${CONFIG_VARIABLE}, else the embedded default)"
     serve = commands.add_parser("serve", help="run the gateway on uvicorn")
-    serve.add_argument("--config", "-c", help="YAML or JSON config file (default: the embedded default)")
+    serve.add_argument("--config", "-c", help=config_help)
     serve.add_argument("--host", help="bind address (default: server.host from the config)")
     serve.add_argument("--port", type=int, help="port (default: server.port from the config)")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--no-access-log", action="store_true", help="do not log a line per request")
+    serve.add_argument(
+        "--shutdown-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, how long requests in flight may still run (default: server.shutdown_timeout)",
+    )
+    serve.add_argument("--workers", type=_count, default=1, help="processes serving the port (default: 1)")
     check = commands.add_parser("check", help="validate a config and print its models, routes and providers")
-    check.add_argument("--config", "-c", help="YAML or JSON config file (default: the embedded default)")
-    args = parser.parse_args(argv)
-    if args.command == "check":
-        return _check(args.config)
-    return _serve(args.config, args.host, args.port, args.log_level, access_log=not args.no_access_log)
+    check.add_argument("--config", "-c", help=config_help)
+    return parser
 
 
-def _serve(config_path: str | None, host: str | None, port: int | None, log_level: str, *, access_log: bool) -> int:
-    import uvicorn
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, at least 0, got {text!r}")
+    return value
 
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(message)s")
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def _serve(args: argparse.Namespace, config_path: str | None) -> int:
+    from .serve import serve  # uvicorn is imported only for this command
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(message)s")
     try:
         gateway = Gateway.from_config(config_path)
     except ConfigError as exc:
         print(f"routemw: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     server = gateway.config.server
-    bind = host or server.host
-    if gateway.config.auth.mode == "none" and bind not in ("127.0.0.1", "localhost", "::1"):
-        logging.getLogger("routemw").warning(
-            "routemw: auth is off and the gateway listens on %s: anyone who can reach it can use your providers", bind
+    if args.workers > 1:
+        from .workers import refusal, serve_workers
+
+        reason = refusal(gateway, args.workers)
+        if reason is not None:
+            print(f"routemw: {reason}", file=sys.stderr)
+            return EXIT_USAGE
+        return serve_workers(
+            config_path,
+            args.workers,
+            host=args.host or server.host,
+            port=args.port if args.port is not None else server.port,
+            log_level=args.log_level,
+            access_log=not args.no_access_log,
         )
-    # Everything built so far (modules, config, adapters) lives as long as the process: moving it
-    # out of the collector's sight makes each collection cheaper (about 15% less CPU per
-    # request measured under load). Only here, where routemw owns the process; a host that
-    # mounts the gateway decides this for itself.
-    gc.collect()
-    gc.freeze()
-    uvicorn.run(
+    return serve(
         gateway,
-        host=bind,
-        port=port if port is not None else server.port,
-        log_level=log_level,
-        lifespan="on",
-        access_log=access_log,
+        host=args.host or server.host,
+        port=args.port if args.port is not None else server.port,
+        log_level=args.log_level,
+        access_log=not args.no_access_log,
+        shutdown_timeout=args.shutdown_timeout if args.shutdown_timeout is not None else server.shutdown_timeout,
     )
-    return 0
 
 
 def _check(config_path: str | None) -> int:
@@ -77,21 +127,57 @@ def _check(config_path: str | None) -> int:
         print(f"{config_path or '<embedded default>'}: invalid, {len(exc.problems)} problem(s):", file=sys.stderr)
         for problem in exc.problems:
             print(f"  - {problem}", file=sys.stderr)
-        return 1
+        return EXIT_USAGE
     print(f"{config_path or '<embedded default>'}: ok")
     print("providers:")
     for name in sorted(gateway.providers):
         cfg = config.providers.get(name)
         kind = cfg.type if cfg else "echo (built-in)"
-        where = f" {cfg.base_url}" if cfg and cfg.base_url else ""
+        where = f" {without_userinfo(cfg.base_url)}" if cfg and cfg.base_url else ""
         print(f"  {name}: {kind}{where}")
     print("models:")
     for entry in gateway.catalog:
         routes = ", ".join(t.key for t in entry.targets)
         fallbacks = f"; fallbacks: {', '.join(entry.fallbacks)}" if entry.fallbacks else ""
         print(f"  {entry.id}: {routes}{fallbacks}")
+    if config.keys or config.prices or gateway.limits.configured(config):  # someone to cap, or prices to show
+        print("\n".join(describe_limits(config, gateway.catalog, gateway.limits)))
     print(f"auth: {config.auth.mode}, keys: {len(config.keys)}")
-    return 0
+    if config.state.redis is not None and not _redis_answers(gateway):
+        # With on_error closed every request would get a 503: the config cannot be used as things are.
+        return EXIT_USAGE if config.state.on_error == "closed" else EXIT_OK
+    return EXIT_OK
+
+
+def _redis_answers(gateway: Gateway) -> bool:
+    """Print whether the configured Redis answers a PING within `state.timeout`."""
+    import anyio
+
+    from .state import ping
+
+    state = gateway.config.state
+    assert state.redis is not None
+    url = without_userinfo(state.redis.url)
+    where = f"state: redis {url} (prefix {state.redis.prefix!r}, on_error {state.on_error})"
+
+    async def probe() -> str | None:
+        try:
+            with anyio.fail_after(state.timeout):
+                await ping(gateway.redis)
+        except Exception as exc:
+            return "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+        finally:
+            await gateway.redis.aclose()
+        return None
+
+    problem = anyio.run(probe)
+    print(f"{where}: {'answers' if problem is None else 'does NOT answer (' + problem + ')'}")
+    return problem is None
+
+
+def without_userinfo(url: str) -> str:
+    """`url` with any `user:password@` replaced by `***@`: it is a credential, and `check` output is shared."""
+    return _USERINFO.sub(r"\1***@", url, count=1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,24 +4,33 @@ For a stream it reads up to the first meaningful chunk (content, a tool call, a 
 not a bare role chunk or a preamble) before returning, so that everything that can go wrong
 before the client sees a byte is still an exception the router can retry or fall back on.
 The whole attempt, including that wait, is bounded by the provider's timeout.
+
+Every `UpstreamError` an adapter hands over (from an error status, a transport failure, or its
+stream translator) is scrubbed of that provider's credentials here, before it leaves the
+dispatcher: retry, fallback, user middleware, log handlers and error reporters only ever see the
+scrubbed text. Adapters, third-party ones included, need not know the secrets, and the success
+path pays nothing for it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Final
 
 import anyio
 import httpx
 
 from .cancellation import deadline
+from .config import UpstreamConfig
 from .errors import Attempt, UpstreamError, UpstreamTimeoutError
-from .http.upstream import body_pieces, read_body, upstream_request_id
+from .http.headers import id_value
+from .http.upstream import body_pieces, read_body, read_error_body, upstream_request_id
 from .pipeline import Call
 from .providers.base import Provider, StreamTranslator, Target
-from .reply import Chunk, Reply, Stream
+from .providers.sse_translator import SSETranslator
+from .reply import Chunk, Completion, Reply, Stream
 
 __all__ = ["Dispatcher", "is_meaningful"]
 
@@ -39,10 +48,19 @@ class Dispatcher:
     """Sends `call.target`'s request; the transport comes from the gateway unless the provider has its own."""
 
     def __init__(
-        self, transport: Callable[[], httpx.AsyncBaseTransport], *, first_token_timeout: float | None = None
+        self,
+        transport: Callable[[], httpx.AsyncBaseTransport],
+        *,
+        first_token_timeout: float | None = None,
+        secrets: Mapping[str, Sequence[str]] | None = None,
+        limits: UpstreamConfig | None = None,
     ) -> None:
+        """`secrets` maps a provider's name to its credentials, blanked out of its errors;
+        `limits` bounds what an upstream may send (`upstream:` in config)."""
         self._transport = transport
         self.first_token_timeout = first_token_timeout
+        self._secrets: Mapping[str, Sequence[str]] = secrets or {}
+        self.limits = limits if limits is not None else UpstreamConfig()
 
     async def __call__(self, call: Call) -> Reply:
         """One attempt, recorded in `call.attempts` whatever its outcome."""
@@ -53,6 +71,7 @@ class Dispatcher:
         try:
             reply = await self._attempt(call, target)
         except UpstreamError as exc:
+            exc.scrub(self._secrets.get(target.provider.name, ()))
             call.attempts.append(
                 Attempt(
                     target.provider.name,
@@ -71,6 +90,8 @@ class Dispatcher:
     async def _attempt(self, call: Call, target: Target) -> Reply:
         provider = target.provider
         request = provider.build_request(call.request, target)
+        # The gateway's request id goes upstream too, so the provider's logs can be matched to ours.
+        request.headers["x-request-id"] = call.request_id
         transport = provider.transport or self._transport()
         response: httpx.Response | None = None
         batches: AsyncGenerator[list[Chunk], None] | None = None
@@ -89,20 +110,31 @@ class Dispatcher:
                 try:
                     response = await transport.handle_async_request(request)
                     if not 200 <= response.status_code < 300:
-                        raise provider.error_from_response(response, await _read_bounded(response))
+                        error_body = await read_error_body(response, _MAX_ERROR_BODY)
+                        raise provider.error_from_response(response, error_body)
                     if call.request.stream:
                         translator = provider.stream_translator(call.request, target)
-                        batches = _batches(response, translator, provider)
+                        report_model = getattr(translator, "report_model", None)
+                        if call.response_model is not None and report_model is not None:
+                            report_model(call.response_model)
+                        if isinstance(translator, SSETranslator):
+                            translator.max_event_bytes = self.limits.max_event_bytes
+                        secrets = self._secrets.get(provider.name, ())
+                        batches = _batches(response, translator, provider, self.limits, call.response_model, secrets)
                         head = await _read_head(batches)
                         done = True
                         return Stream(head, batches, aclose=response.aclose, headers=_upstream_headers(response))
-                    body = await read_body(response)
+                    body = await read_body(response, self.limits)
                     await response.aclose()
                     done = True
                     completion = provider.parse_response(response, body, call.request, target)
+                    name = call.response_model
+                    if name is not None and completion.data.get("model", name) != name:
+                        completion = _completion_renamed(provider, completion, name)
                     completion.headers.update(_upstream_headers(response))
                     return completion
-                except httpx.TransportError as exc:
+                except (httpx.TransportError, httpx.DecodingError) as exc:
+                    # DecodingError: a body that does not inflate, or past `upstream:` limits.
                     raise provider.error_from_exception(exc) from exc
         except TimeoutError as exc:
             raise UpstreamTimeoutError(
@@ -122,22 +154,38 @@ class Dispatcher:
 
 
 async def _batches(
-    response: httpx.Response, translator: StreamTranslator, provider: Provider
+    response: httpx.Response,
+    translator: StreamTranslator,
+    provider: Provider,
+    limits: UpstreamConfig,
+    model: str | None,
+    secrets: Sequence[str],
 ) -> AsyncGenerator[list[Chunk], None]:
-    """One list of chunks per upstream read; a connection lost mid-stream is classified too."""
-    pieces = body_pieces(response)
+    """One list of chunks per upstream read; a connection lost mid-stream is classified too.
+
+    With `model`, each chunk reports that name (see `_renamed`).
+    """
     try:
+        pieces = body_pieces(response, limits)
         async for piece in pieces:
             batch = translator.feed(piece)
             if batch:
-                yield batch
+                yield batch if model is None else _renamed(batch, model)
             if translator.done:
                 break
         tail = translator.close()
         if tail:
-            yield tail
-    except httpx.TransportError as exc:
-        raise provider.error_from_exception(exc) from exc
+            yield tail if model is None else _renamed(tail, model)
+    except (httpx.TransportError, httpx.DecodingError) as exc:
+        # DecodingError: a body that does not inflate, or past `upstream:` limits.
+        error = provider.error_from_exception(exc)
+        error.scrub(secrets)
+        raise error from exc
+    except UpstreamError as exc:
+        # An in-band error after the commit point goes straight to the client and to whatever
+        # wraps the stream; one before it is scrubbed again by `__call__`, which costs nothing.
+        exc.scrub(secrets)
+        raise
     if translator.done:
         # The upstream said it is finished, but the end of its HTTP body (the chunked
         # terminator) may still be on the way. Waiting a moment for it lets the connection go
@@ -146,6 +194,39 @@ async def _batches(
             async with deadline(_DRAIN_SECONDS):
                 async for _ in pieces:
                     pass
+
+
+def _renamed(batch: list[Chunk], model: str) -> list[Chunk]:
+    """`batch` with `model` in every chunk that names one.
+
+    Here, so that every adapter's stream (a plugin's too) follows the model's `response_model`.
+    A translator may offer `report_model(name)` and write the name itself as it builds each
+    chunk; the passthrough one does, since it parses each chunk anyway and can set the name
+    before the chunk exists. Then every chunk here already says `model` and costs one lookup.
+    Any other chunk is rebuilt; a passthrough chunk is then re-encoded instead of sent as the
+    upstream's bytes: measured, an `orjson.dumps` costs less than finding and splicing the name
+    in those bytes, and it cannot hit a `"model"` nested elsewhere in the chunk.
+    """
+    for index, chunk in enumerate(batch):
+        current = chunk.data.get("model", model)
+        if current != model:
+            batch[index] = chunk.replace({**chunk.data, "model": model})
+    return batch
+
+
+def _completion_renamed(provider: Provider, completion: Completion, model: str) -> Completion:
+    """`completion` reporting `model`.
+
+    A completion that also carries the answer in a door's own protocol (`native`, see
+    `routemw.reply`) is renamed by the adapter that made it, which knows where the name sits in
+    those bytes (`completion_with_model`); `replace` would drop them, and the client would get a
+    re-rendering of the OpenAI reading instead of the upstream's answer.
+    """
+    rename = getattr(provider, "completion_with_model", None) if completion.native is not None else None
+    if rename is not None:
+        renamed: Completion = rename(completion, model)
+        return renamed
+    return completion.replace({**completion.data, "model": model})
 
 
 async def _read_head(batches: AsyncIterator[list[Chunk]]) -> list[Chunk]:
@@ -157,18 +238,10 @@ async def _read_head(batches: AsyncIterator[list[Chunk]]) -> list[Chunk]:
     return head
 
 
-async def _read_bounded(response: httpx.Response) -> bytes:
-    body = bytearray()
-    async for piece in response.aiter_bytes():
-        body += piece
-        if len(body) >= _MAX_ERROR_BODY:
-            break
-    return bytes(body[:_MAX_ERROR_BODY])
-
-
 def _upstream_headers(response: httpx.Response) -> dict[str, str]:
     request_id = upstream_request_id(response)
-    return {"x-upstream-request-id": request_id} if request_id else {}
+    value = id_value(request_id) if request_id else None
+    return {"x-upstream-request-id": value} if value else {}
 
 
 def is_meaningful(data: Mapping[str, Any]) -> bool:

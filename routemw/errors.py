@@ -7,27 +7,40 @@
     │   ├── PermissionDeniedError     403
     │   ├── NotFoundError             404 (unknown path, unknown model)
     │   ├── MethodNotAllowedError     405
-    │   └── PayloadTooLargeError      413
+    │   ├── PayloadTooLargeError      413
+    │   ├── RateLimitError            429, a limit of routemw's own (rpm, tpm, concurrency)
+    │   └── QuotaExceededError        402, a budget or token quota used up for the period
     ├── UpstreamError               one attempt at one provider failed; carries an `Action`
     │   └── UpstreamTimeoutError      the attempt ran out of time
-    └── AllTargetsFailedError       every candidate was tried; carries the attempt log
+    ├── AllTargetsFailedError       every candidate was tried; carries the attempt log
+    └── StateUnavailableError       503, the shared state store is away and `state.on_error` is closed
 
     ConfigError                     startup only; lists every problem found, never rendered
 
 An `UpstreamError` is classified exactly once, by the adapter that saw it (`Action.RETRY` the
 same target, `Action.FALLBACK` to the next, `Action.STOP` and answer the client). Everything
 above the adapter reads that decision and never second-guesses the status code.
+
+What an error may say. A message that quotes the client's own input (a model name, a path, a
+value) quotes it through `echo`, which keeps at most `ECHO_LIMIT` characters. Nothing in such a
+message is ever redacted: blanking configured secrets out of text the client chose would tell
+the client which of its guesses were secrets (an oracle), and the client already knows what it
+sent. Text from an upstream is the opposite case: it may carry the provider's credentials (an
+upstream that echoes the key it was given), so it is scrubbed with `UpstreamError.scrub` as soon
+as the adapter hands it over, before any middleware, log handler or error reporter can see it.
+Rendering then sends every message as it is.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 __all__ = [
+    "ECHO_LIMIT",
     "Action",
     "AllTargetsFailedError",
     "Attempt",
@@ -39,10 +52,35 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "QuotaExceededError",
+    "RateLimitError",
     "RouteMWError",
+    "StateUnavailableError",
     "UpstreamError",
     "UpstreamTimeoutError",
+    "echo",
+    "redact",
 ]
+
+ECHO_LIMIT: Final = 64
+REDACTED: Final = "[redacted]"
+
+
+def echo(text: str) -> str:
+    """Client input as an error message may quote it: at most `ECHO_LIMIT` characters, then "…".
+
+    Enough for the client to recognise what it sent; never a way to have the gateway reflect a
+    large or crafted input back.
+    """
+    return text if len(text) <= ECHO_LIMIT else text[:ECHO_LIMIT] + "…"
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every one of `secrets` blanked out (pass the longest first)."""
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
 
 
 class RouteMWError(Exception):
@@ -119,6 +157,41 @@ class PayloadTooLargeError(ClientError):
     code = "request_too_large"
 
 
+class RateLimitError(ClientError):
+    """A limit of the gateway's own was reached; no upstream was called.
+
+    `kind` is what ran out (`requests`, `tokens` or `concurrency`) and becomes the envelope's
+    `type`, as in OpenAI's own 429s. `retry_after` (seconds) is when the request would be
+    admitted, sent as `retry-after` (whole seconds, rounded up) and `retry-after-ms`; None for a
+    request that waiting cannot admit (larger than the limit itself), which gets
+    `x-should-retry: false` instead.
+    """
+
+    status_code = 429
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, kind: str, retry_after: float | None) -> None:
+        super().__init__(message)
+        self.error_type = kind
+        self.retry_after = retry_after
+        if retry_after is None:
+            self.headers["x-should-retry"] = "false"
+        else:
+            self.headers["retry-after"] = str(max(1, math.ceil(retry_after)))
+            self.headers["retry-after-ms"] = str(max(1, math.ceil(retry_after * 1000)))
+
+
+class QuotaExceededError(ClientError):
+    """A budget or token quota is used up until its period resets; retrying sooner cannot help."""
+
+    status_code = 402
+    error_type = "insufficient_quota"
+    code = "insufficient_quota"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"x-should-retry": "false"})
+
+
 class Action(enum.Enum):
     """What the router should do after an upstream failure."""
 
@@ -159,6 +232,21 @@ class UpstreamError(RouteMWError):
         self.error_type = error_type or ("invalid_request_error" if self.status_code < 500 else "upstream_error")
         if self.code is None and self.status_code == 502:
             self.code = "upstream_error"
+
+    def scrub(self, secrets: Sequence[str]) -> None:
+        """Blank `secrets` out of every piece of upstream text this error carries, in place.
+
+        Called where the adapter hands the error over (the dispatcher), with that provider's own
+        credentials; `str(error)` and tracebacks show the scrubbed message from then on.
+        """
+        if not secrets:
+            return
+        self.message = redact(self.message, secrets)
+        self.args = (self.message,)
+        for name in ("param", "code", "error_type", "upstream_request_id"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                setattr(self, name, redact(value, secrets))
 
 
 class UpstreamTimeoutError(UpstreamError):
@@ -206,9 +294,11 @@ class AllTargetsFailedError(RouteMWError):
         self.attempts = tuple(attempts)
         tried = "; ".join(a.describe() for a in self.attempts) or "no target could be tried"
         if deadline_passed:
-            message = f"The deadline for model '{model}' passed before any upstream target answered. Tried: {tried}"
+            message = (
+                f"The deadline for model '{echo(model)}' passed before any upstream target answered. Tried: {tried}"
+            )
         else:
-            message = f"All upstream targets for model '{model}' failed: {tried}"
+            message = f"All upstream targets for model '{echo(model)}' failed: {tried}"
         super().__init__(message, code="upstream_error")
         failures = [a for a in self.attempts if a.action is not None]
         if deadline_passed or (failures and all(a.code == "upstream_timeout" for a in failures)):
@@ -225,6 +315,21 @@ class AllTargetsFailedError(RouteMWError):
             self.status_code = 502
         if failures and all(a.action is Action.FALLBACK for a in failures):
             self.headers["x-should-retry"] = "false"
+
+
+class StateUnavailableError(RouteMWError):
+    """The shared state (Redis) did not answer and the operator chose to refuse rather than guess.
+
+    `retry_after` is when the gateway will next try the store, so a client that waits that long
+    is not refused again by a store that has recovered.
+    """
+
+    status_code = 503
+    code = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, headers={"retry-after": str(max(1, math.ceil(retry_after)))})
+        self.retry_after = retry_after
 
 
 class ConfigError(Exception):

@@ -20,6 +20,7 @@ from .chat import ChatRequest
 from .errors import Attempt
 from .providers.base import Target
 from .reply import Reply
+from .usage import Meter
 
 __all__ = ["Call", "Handler", "Middleware", "compose"]
 
@@ -39,11 +40,18 @@ class Call:
     target: Target | None = None  # the candidate the current attempt is for
     attempts: list[Attempt] = field(default_factory=list)
     skipped: list[tuple[Target, str]] = field(default_factory=list)  # candidates left out, and why
+    # For a candidate, how many listed before it the capability check left out: they count as
+    # passed over in `x-routemw-fallbacks` when it answers. Absent means none.
+    unfit_ahead: dict[Target, int] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)  # request fields removed for every target
+    # The `model` every answer reports (the public id the client asked for), or None to keep
+    # the upstream's own name; set from the model's `response_model` option.
+    response_model: str | None = None
     response_headers: dict[str, str] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)  # free for user middleware
     started: float = field(default_factory=time.monotonic)
     deadline: float = math.inf  # monotonic time by which an upstream must have answered
+    meter: Meter | None = None  # reads the reply's usage, when limits or a usage subscriber need it
 
     def trace(self) -> dict[str, Any]:
         """What routing decided and why, as plain data for a log line or an exporter.

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import itertools
 import re
+import struct
 import time
 import uuid
+import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +60,7 @@ __all__ = [
     "awkward_pieces",
     "data_payloads",
     "drive",
+    "gzip_bomb",
     "openai_error",
     "recording",
     "route_hosts",
@@ -91,6 +94,22 @@ def sse_from_jsonl(name: str) -> bytes:
     """A one-payload-per-line fixture (vercel/ai format) framed as an OpenAI SSE body with [DONE]."""
     lines = [line for line in recording(name).splitlines() if line.strip()]
     return b"".join(b"data: " + line + b"\n\n" for line in lines) + b"data: [DONE]\n\n"
+
+
+def gzip_bomb(mebibytes: int) -> bytes:
+    """One valid gzip member inflating to `mebibytes` MiB of zeros, about 1/1000 of that on the wire.
+
+    Built from one compressed MiB repeated (a full flush makes every block the same bytes), so a
+    300 MiB bomb takes milliseconds to make instead of seconds of compressing.
+    """
+    zeros = bytes(1 << 20)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    block = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
+    for _ in range(mebibytes):
+        crc = zlib.crc32(zeros, crc)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+    return header + block * mebibytes + deflate.flush() + struct.pack("<II", crc, (mebibytes << 20) & 0xFFFFFFFF)
 
 
 def split_events(body: bytes) -> list[bytes]:

@@ -48,6 +48,10 @@ def _authenticator() -> Authenticator:
         ({"authorization": "Bearer"}, None),
         ({"authorization": "Bearer    "}, None),
         ({}, None),
+        # Another scheme, or an empty Bearer, does not hide an x-api-key beside it.
+        ({"authorization": "Basic dXNlcjpwYXNz", "x-api-key": SECRET_A}, SECRET_A),
+        ({"authorization": "Bearer ", "x-api-key": SECRET_A}, SECRET_A),
+        ({"authorization": f"Bearer {SECRET_A}", "x-api-key": SECRET_B}, SECRET_A),
     ],
 )
 def test_presented_key_header_variants(headers: Mapping[str, str], expected: str | None) -> None:
@@ -82,6 +86,22 @@ async def test_missing_malformed_or_unknown_key_is_401(headers: Mapping[str, str
     assert info.value.status_code == 401
     assert envelope["type"] == "invalid_request_error"
     assert envelope["code"] == "invalid_api_key"
+
+
+@pytest.mark.parametrize(
+    ("authorization", "named"),
+    [("Basic dXNlcjpwYXNzd29yZA==", "'Basic' "), ("Digest username=x", "'Digest' "), (SECRET_A, "")],
+)
+async def test_an_unsupported_scheme_alone_is_named_and_the_ways_to_send_a_key_given(
+    authorization: str, named: str
+) -> None:
+    with pytest.raises(AuthenticationError) as info:
+        await _authenticator().authenticate({"authorization": authorization}, {})
+    message = info.value.message
+    assert message.startswith(f"The {named}authorization scheme is not supported.")
+    assert "Authorization: Bearer YOUR_KEY" in message and "x-api-key: YOUR_KEY" in message
+    assert "didn't provide" not in message
+    assert SECRET_A not in message  # a bare value may be the key itself: never echoed
 
 
 async def test_unknown_key_message_shows_at_most_the_last_four_characters() -> None:

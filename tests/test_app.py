@@ -11,7 +11,7 @@ import logging
 import re
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import anyio
@@ -39,6 +39,7 @@ from fakes import (
 )
 
 from routemw import Call, Chunk, Gateway, Handler, Reply, Stream
+from routemw.errors import RouteMWError, UpstreamError
 
 UP_URL = "https://upstream.test/v1"
 BACKUP_URL = "https://backup.test/v1"
@@ -77,8 +78,11 @@ def build(
         hosts["backup.test"] = backup
     if models is None:
         models = {"gpt-4o": {"routes": [{"provider": "up", "model": "gpt-4o"}]}}
+    # These tests compare what the client gets with the upstream's own bytes, so answers keep the
+    # upstream's model name (tests/test_response_model.py covers the default, the public id).
+    models = {name: {"response_model": "upstream", **spec} for name, spec in models.items()}
     # One call per target: these tests are about fallback and streaming, not the retry policy.
-    document: dict[str, Any] = {"providers": providers, "models": dict(models), "retry": {"attempts": 1}}
+    document: dict[str, Any] = {"providers": providers, "models": models, "retry": {"attempts": 1}}
     if server is not None:
         document["server"] = dict(server)
     if transport is None:
@@ -427,6 +431,21 @@ async def test_a_stream_cut_mid_answer_ends_with_an_in_band_error_and_no_done(up
     assert driver.bodies[-1].startswith(b'data: {"error"')
 
 
+@pytest.mark.parametrize(("cut_after", "status"), [(1, 502), (3, 200)])  # before / after the first content
+async def test_a_stream_failure_is_logged_alike_before_and_after_the_commit(
+    upstream: FakeOpenAI, caplog: pytest.LogCaptureFixture, cut_after: int, status: int
+) -> None:
+    upstream.queue(answer_sse(recording("openai/stream-text.sse"), cut_after=cut_after))
+    driver = await ask(build(upstream), json=STREAM_CHAT, headers=[("x-request-id", "req-client-7")])
+
+    assert driver.status == status
+    (record,) = [r for r in caplog.records if r.name == "routemw" and r.levelno >= logging.WARNING]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage().startswith("routemw: request req-client-7: up/gpt-4o failed (no response, ")
+    assert record.getMessage().endswith("): upstream_stream_truncated")
+    assert (record.request_id, record.error_code) == ("req-client-7", "upstream_stream_truncated")
+
+
 async def test_an_in_band_upstream_error_after_content_is_forwarded_in_band(upstream: FakeOpenAI) -> None:
     sse = recording("openai/stream-text.sse")
     upstream_error = {"message": "The server had an error while processing your request.", "type": "server_error"}
@@ -606,6 +625,73 @@ async def test_an_upstream_message_that_echoes_the_key_is_redacted(upstream: Fak
     assert error_of(driver)["message"] == "Invalid header: Bearer [redacted] is malformed"
 
 
+class ErrorReporter:
+    """A user middleware in the role of Sentry: it sees, and logs, every error on its way out."""
+
+    def __init__(self) -> None:
+        self.seen: list[RouteMWError] = []
+
+    async def __call__(self, call: Call, next: Handler) -> Reply:
+        try:
+            reply = await next(call)
+        except RouteMWError as exc:
+            self.report(exc)
+            raise
+        if isinstance(reply, Stream):
+            return Stream((), self._watch(reply), aclose=reply.aclose, headers=reply.headers)
+        return reply
+
+    async def _watch(self, reply: Stream) -> AsyncIterator[list[Chunk]]:
+        try:
+            async for batch in reply.batches():
+                yield batch
+        except RouteMWError as exc:
+            self.report(exc)
+            raise
+
+    def report(self, exc: RouteMWError) -> None:
+        self.seen.append(exc)
+        logging.getLogger("app.reporter").exception("upstream failed: %r", exc)
+
+
+async def test_upstream_errors_are_scrubbed_before_any_middleware_or_logger_sees_them(upstream: FakeOpenAI) -> None:
+    # `no_secret_in_logs` checks the reporter's log lines (message and traceback) for the key.
+    upstream.queue(answer_error(400, message=f"Key {API_KEY} is not allowed", param=f"auth {API_KEY}", code=API_KEY))
+    reporter = ErrorReporter()
+    driver = await ask(build(upstream, middleware=[reporter]), json=CHAT)
+
+    assert driver.status == 400
+    (error,) = reporter.seen
+    assert isinstance(error, UpstreamError)
+    assert error.message == "Key [redacted] is not allowed"
+    assert (error.param, error.code) == ("auth [redacted]", "[redacted]")
+    assert str(error) == error.message
+    assert error_of(driver)["message"] == "Key [redacted] is not allowed"
+
+
+async def test_an_upstream_error_mid_stream_is_scrubbed_before_middleware_sees_it(upstream: FakeOpenAI) -> None:
+    sse = recording("openai/stream-text.sse")
+    expired = {"message": f"Bearer {API_KEY} expired", "type": "server_error"}
+    upstream.queue(answer_sse(sse, error_after=4, error=expired))
+    reporter = ErrorReporter()
+    driver = await ask(build(upstream, middleware=[reporter]), json=STREAM_CHAT)
+
+    assert driver.status == 200
+    (error,) = reporter.seen
+    assert error.message == "Bearer [redacted] expired"
+    assert orjson.loads(driver.payloads()[-1])["error"]["message"] == "Bearer [redacted] expired"
+
+
+async def test_an_upstream_is_not_scrubbed_of_secrets_it_was_never_given(upstream: FakeOpenAI) -> None:
+    # Only the provider's own credentials: anything else in its text came from the client (an
+    # upstream echoing a value), and blanking it would tell the client it had guessed a secret.
+    upstream.queue(answer_error(400, message=f"Invalid value: '{BACKUP_KEY}' and '{API_KEY}'"))
+    gateway = build(upstream, backup=FakeOpenAI(api_key=BACKUP_KEY), models=two_routes())
+    driver = await drive(gateway, json=CHAT)  # not `ask`: the backup's key is expected here
+
+    assert error_of(driver)["message"] == f"Invalid value: '{BACKUP_KEY}' and '[redacted]'"
+
+
 # -- client disconnects -----------------------------------------------------------------------
 
 
@@ -717,6 +803,18 @@ async def test_a_body_that_is_not_a_json_object_is_a_400(upstream: FakeOpenAI, r
     assert upstream.requests == []
 
 
+async def test_a_body_that_repeats_a_key_is_refused_and_never_forwarded(upstream: FakeOpenAI) -> None:
+    # Checked as the last `model`, forwarded as bytes with both: an upstream that keeps the
+    # first key would serve a model routemw never checked.
+    raw = b'{"model":"not-allowed","messages":[{"role":"user","content":"hi"}],"model":"gpt-4o"}'
+    driver = await ask(build(upstream), body=raw)
+
+    assert driver.status == 400
+    error = error_of(driver)
+    assert (error["param"], error["code"]) == ("model", "duplicate_key")
+    assert upstream.requests == []
+
+
 async def test_a_chunked_body_over_the_limit_is_a_413(upstream: FakeOpenAI) -> None:
     pieces = [b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "', b"x" * 600, b'"}]}']
     driver = await ask(build(upstream, server={"max_body_bytes": 512}), body=pieces)
@@ -769,6 +867,41 @@ async def test_an_unknown_path_is_a_404_envelope(upstream: FakeOpenAI) -> None:
     error = error_of(driver)
     assert error["type"] == "invalid_request_error"
     assert "/v1/embeddings" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "root_path"),
+    [("/llm/v1", "/llm"), ("/v1", "/llm"), ("/llm/v1/embeddings", "/llm"), ("/v1/embeddings", "/llm")],
+)
+async def test_a_404_under_a_root_path_names_the_path_the_client_used(
+    upstream: FakeOpenAI, path: str, root_path: str
+) -> None:
+    # Starlette's Mount and spec-following servers keep `path` whole; older servers strip it.
+    driver = await ask(build(upstream), method="GET", path=path, root_path=root_path)
+
+    assert driver.status == 404
+    full = path if path.startswith(root_path) else root_path + path
+    assert error_of(driver)["message"] == f"Invalid URL (GET {full})"
+
+
+async def test_a_404_from_a_gateway_mounted_in_starlette_names_the_mounted_path(upstream: FakeOpenAI) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    host = Starlette(routes=[Mount("/llm", app=build(upstream))])
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=host), base_url="http://host") as client:
+        missing = await client.get("/llm/v1")
+        chat = await client.post("/llm/v1/chat/completions", json=CHAT)
+
+    assert missing.status_code == 404
+    assert missing.json()["error"]["message"] == "Invalid URL (GET /llm/v1)"
+    assert chat.status_code == 200
+
+
+async def test_a_long_path_or_method_is_quoted_short(upstream: FakeOpenAI) -> None:
+    driver = await ask(build(upstream), method="GET", path="/" + "p" * 5000)
+
+    assert error_of(driver)["message"] == f"Invalid URL (GET /{'p' * 63}…)"
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,14 @@
-"""`routemw check`: validate a config and print what it serves; `serve` is not started here."""
+"""`routemw check`: validate a config and print what it serves; `serve` is not started here.
+
+`serve` only goes as far as refusing a bad config; running and stopping it is `test_serve_shutdown.py`.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -80,7 +84,7 @@ def test_check_never_prints_secrets(good_file: Path, capsys: pytest.CaptureFixtu
 def test_check_invalid_config_lists_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(BAD, encoding="utf-8")
-    assert main(["check", "--config", str(path)]) != 0
+    assert main(["check", "--config", str(path)]) == 2
     out, err = capsys.readouterr()
     assert out == ""
     problems = [line.removeprefix("  - ") for line in err.splitlines()[1:]]
@@ -179,5 +183,77 @@ def test_python_dash_m_check(tmp_path: Path) -> None:
         timeout=60,
         check=False,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "models.gpt-4o.routs: unknown key" in result.stderr
+
+
+# -- exit status, config from the environment, version ------------------------------------------
+
+
+@pytest.fixture
+def bad_file(tmp_path: Path) -> Path:
+    path = tmp_path / "bad.yaml"
+    path.write_text(BAD, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("command", ["check", "serve"])
+def test_an_unusable_config_exits_2_whatever_the_command(
+    command: str, bad_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command, "--config", str(bad_file)]) == 2
+    assert main([command, "--config", str(bad_file.with_name("missing.yaml"))]) == 2
+    err = capsys.readouterr().err
+    assert "models.gpt-4o.routs: unknown key" in err
+    assert "missing.yaml: cannot read" in err
+
+
+def test_a_usage_error_exits_2_too(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--shutdown-timeout", "-1"])
+    assert info.value.code == 2
+    assert "--shutdown-timeout: must be a number of seconds, at least 0, got '-1'" in capsys.readouterr().err
+
+
+def test_routemw_config_names_the_config_when_config_is_absent(
+    good_file: Path, bad_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ROUTEMW_CONFIG", str(good_file))
+    assert main(["check"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"{good_file}: ok"
+
+    monkeypatch.setenv("ROUTEMW_CONFIG", str(bad_file))
+    assert main(["check", "--config", str(good_file)]) == 0  # the flag wins
+    assert capsys.readouterr().out.splitlines()[0] == f"{good_file}: ok"
+    assert main(["serve"]) == 2  # serve reads it too, and refuses the bad file before binding
+    assert "models.gpt-4o.routs: unknown key" in capsys.readouterr().err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out == f"routemw {metadata.version('routemw')}\n"
+
+
+def test_check_never_prints_userinfo_of_a_base_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PROXY_PASSWORD", "pr0xy-pa55word")
+    path = tmp_path / "proxy.yaml"
+    path.write_text(
+        """\
+providers:
+  corp: {type: openai, base_url: "https://gw-user:${PROXY_PASSWORD}@llm.corp.example:8443/v1?tenant=a@b"}
+  bare: {type: openai, base_url: "http://token@10.0.0.7/v1"}
+models:
+  m: {routes: [{provider: corp, model: m}, {provider: bare, model: m}]}
+""",
+        encoding="utf-8",
+    )
+    assert main(["check", "-c", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert "  corp: openai https://***@llm.corp.example:8443/v1?tenant=a@b" in out.splitlines()
+    assert "  bare: openai http://***@10.0.0.7/v1" in out.splitlines()
+    for secret in ("pr0xy-pa55word", "gw-user", "token"):
+        assert secret not in out + err

@@ -142,7 +142,7 @@ def test_the_sdk_gets_the_second_providers_answer_when_the_first_returns_500s(st
     assert raw.status_code == 200
     check_disclosure(raw.headers)
     assert completion.id == expected["id"]
-    assert completion.model == expected["model"]
+    assert completion.model == "gpt-4o"  # the public id asked for, not the upstream's name
     assert completion.choices[0].message.content == expected["choices"][0]["message"]["content"]
     assert completion.choices[0].finish_reason == expected["choices"][0]["finish_reason"]
     assert completion.usage is not None
@@ -164,6 +164,7 @@ def test_the_sdk_streams_the_second_providers_answer_when_the_first_returns_500s
     check_disclosure(headers)
     assert headers["content-type"].startswith("text/event-stream")
     assert [chunk.id for chunk in chunks] == [c["id"] for c in recorded]
+    assert {chunk.model for chunk in chunks} == {"gpt-4o"}  # the public id, not the upstream's name
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == expected_text
     assert expected_text  # the recording does say something
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]

@@ -401,7 +401,8 @@ def proxy_config(upstream_url: str) -> dict[str, Any]:
             "recorded": {"type": "openai", "base_url": upstream_url + "/v1", "api_key": UPSTREAM_KEY},
         },
         "models": {
-            "gpt-4o": {"routes": [{"provider": "recorded", "model": ROUTE_MODEL}]},
+            # The recordings arrive exactly as recorded, the upstream's model name included.
+            "gpt-4o": {"routes": [{"provider": "recorded", "model": ROUTE_MODEL}], "response_model": "upstream"},
             "slow": {"routes": [{"provider": "recorded", "model": SLOW_MODEL}]},
         },
     }

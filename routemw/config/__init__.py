@@ -12,6 +12,7 @@ from .schema import (
     RetryConfig,
     RouteConfig,
     ServerConfig,
+    UpstreamConfig,
 )
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "RetryConfig",
     "RouteConfig",
     "ServerConfig",
+    "UpstreamConfig",
     "default_document",
     "load_config",
 ]

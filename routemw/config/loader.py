@@ -21,8 +21,9 @@ from typing import Any, Final
 import yaml
 
 from ..errors import ConfigError
-from .fields import FieldReader, join, kind
+from .fields import join, kind
 from .interpolation import interpolate
+from .limits import LIMIT_KEYS, LimitFields
 from .schema import (
     AuthConfig,
     GatewayConfig,
@@ -30,9 +31,12 @@ from .schema import (
     ModelConfig,
     ParamsConfig,
     ProviderConfig,
+    RedisConfig,
     RetryConfig,
     RouteConfig,
     ServerConfig,
+    StateConfig,
+    UpstreamConfig,
 )
 
 __all__ = ["ProviderTypes", "load_config"]
@@ -45,6 +49,7 @@ ProviderTypes = Mapping[str, frozenset[str]]
 BUILTIN_PROVIDERS: Final = {"echo": "echo"}
 
 _SHA256: Final = re.compile(r"[0-9a-fA-F]{64}")
+_REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
 _PROVIDER_KEYS: Final = frozenset({"type", "base_url", "api_key", "timeout", "headers"})
 _QUOTED: Final = re.compile(r"'((?:[^'\\]|\\.)*)'")
 _HARMLESS_QUOTE: Final = re.compile(r"<[a-z ]+>|.|\\(?:[a-z0-9]|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})")
@@ -115,7 +120,7 @@ def _redact_quoted(match: re.Match[str]) -> str:
     return match.group(0) if _HARMLESS_QUOTE.fullmatch(match.group(1)) else "'...'"
 
 
-class _Validator(FieldReader):
+class _Validator(LimitFields):
     """Walks the document once; every check appends to `problems` and carries on."""
 
     def __init__(self, problems: list[str], provider_types: ProviderTypes | None) -> None:
@@ -126,7 +131,22 @@ class _Validator(FieldReader):
         self.declared: frozenset[str] = frozenset()
 
     def gateway(self, document: Any, origin: str) -> GatewayConfig | None:
-        allowed = frozenset({"server", "providers", "models", "keys", "auth", "retry", "params"})
+        allowed = frozenset(
+            {
+                "server",
+                "providers",
+                "models",
+                "keys",
+                "auth",
+                "retry",
+                "params",
+                "upstream",
+                "prices",
+                "limits",
+                "usage",
+                "state",
+            }
+        )
         data = self.mapping(document, "", allowed)
         if data is None:
             return None
@@ -151,11 +171,26 @@ class _Validator(FieldReader):
             auth=auth,
             retry=self.retry(data.get("retry"), "retry"),
             params=self.params(data.get("params"), "params"),
+            upstream=self.upstream(data.get("upstream"), "upstream"),
+            prices=self.prices(data.get("prices"), "prices"),
+            limits=self.limits(data.get("limits"), "limits", LIMIT_KEYS | {"estimate_output_tokens"}),
+            usage=self.usage(data.get("usage"), "usage"),
+            estimate_output_tokens=self.estimate_output_tokens(data.get("limits")),
+            state=self.state(data.get("state"), "state"),
             source=origin,
         )
 
+    def estimate_output_tokens(self, limits: Any) -> int:
+        default = GatewayConfig().estimate_output_tokens
+        if not isinstance(limits, Mapping):
+            return default
+        return self.field(limits, "estimate_output_tokens", "limits", self.integer(1), default)
+
     def server(self, value: Any, path: str) -> ServerConfig:
-        data = self.mapping(value, path, frozenset({"host", "port", "max_body_bytes", "keepalive"})) or {}
+        data = (
+            self.mapping(value, path, frozenset({"host", "port", "max_body_bytes", "keepalive", "shutdown_timeout"}))
+            or {}
+        )
         default = ServerConfig()
         port = self.field(data, "port", path, self.integer(0), default.port)
         if port > 65535:
@@ -165,6 +200,19 @@ class _Validator(FieldReader):
             port=port,
             max_body_bytes=self.field(data, "max_body_bytes", path, self.integer(1), default.max_body_bytes),
             keepalive=self.field(data, "keepalive", path, self.non_negative, default.keepalive),
+            shutdown_timeout=self.field(data, "shutdown_timeout", path, self.non_negative, default.shutdown_timeout),
+        )
+
+    def upstream(self, value: Any, path: str) -> UpstreamConfig:
+        names = frozenset({"max_body_bytes", "max_event_bytes", "max_decompression_ratio"})
+        data = self.mapping(value, path, names) or {}
+        default = UpstreamConfig()
+        return UpstreamConfig(
+            max_body_bytes=self.field(data, "max_body_bytes", path, self.integer(1), default.max_body_bytes),
+            max_event_bytes=self.field(data, "max_event_bytes", path, self.integer(1), default.max_event_bytes),
+            max_decompression_ratio=self.field(
+                data, "max_decompression_ratio", path, self.positive, default.max_decompression_ratio
+            ),
         )
 
     def providers(self, value: Any, path: str) -> dict[str, ProviderConfig]:
@@ -241,7 +289,7 @@ class _Validator(FieldReader):
         return out
 
     def model(self, name: str, value: Any, path: str, providers: Mapping[str, ProviderConfig]) -> ModelConfig | None:
-        allowed = frozenset({"routes", "capabilities", "fallbacks", "owned_by", "params"})
+        allowed = frozenset({"routes", "capabilities", "fallbacks", "owned_by", "params", "response_model", "limits"})
         data = self.mapping(value, path, allowed)
         if data is None:
             return None
@@ -261,10 +309,16 @@ class _Validator(FieldReader):
             fallbacks=self.field(data, "fallbacks", path, self.string_list, ()),
             owned_by=self.field(data, "owned_by", path, self.string, None),
             unsupported_params=self.field(data, "params", path, self.policy, None),
+            response_model=(
+                "upstream"
+                if self.field(data, "response_model", path, self.choice("public", "upstream"), "public") == "upstream"
+                else "public"
+            ),
+            limits=self.limits(data.get("limits"), join(path, "limits")),
         )
 
     def route(self, value: Any, path: str, providers: Mapping[str, ProviderConfig]) -> RouteConfig | None:
-        allowed = frozenset({"provider", "model", "weight", "params", "capabilities"})
+        allowed = frozenset({"provider", "model", "weight", "params", "capabilities", "limits"})
         data = self.mapping(value, path, allowed)
         if data is None:
             return None
@@ -278,9 +332,10 @@ class _Validator(FieldReader):
         capabilities: Mapping[str, bool | int] = self.field(
             data, "capabilities", path, self.capabilities, MappingProxyType({})
         )
+        limits = self.route_limits(data.get("limits"), join(path, "limits"))
         if provider is None or model is None or provider not in {*providers, *BUILTIN_PROVIDERS}:
             return None
-        return RouteConfig(provider, model, weight=weight, params=params, capabilities=capabilities)
+        return RouteConfig(provider, model, weight=weight, params=params, capabilities=capabilities, limits=limits)
 
     def keys(self, value: Any, path: str, models: Mapping[str, ModelConfig]) -> tuple[KeyConfig, ...]:
         if value is None:
@@ -309,7 +364,7 @@ class _Validator(FieldReader):
         return tuple(out)
 
     def key(self, value: Any, path: str, models: Mapping[str, ModelConfig]) -> KeyConfig | None:
-        allowed = frozenset({"name", "key", "sha256", "models", "metadata", "params"})
+        allowed = frozenset({"name", "key", "sha256", "models", "metadata", "params", "limits", "expires"})
         data = self.mapping(value, path, allowed)
         if data is None:
             return None
@@ -343,6 +398,8 @@ class _Validator(FieldReader):
             sha256=digest.lower() if isinstance(digest, str) else None,
             metadata=self.field(data, "metadata", path, self.string_map, MappingProxyType({})),
             unsupported_params=self.field(data, "params", path, self.policy, None),
+            limits=self.limits(data["limits"], join(path, "limits")) if "limits" in data else None,
+            expires=self.field(data, "expires", path, self.expires, None),
         )
 
     def auth(self, value: Any, path: str) -> AuthConfig:
@@ -370,3 +427,32 @@ class _Validator(FieldReader):
 
     def params(self, value: Any, path: str) -> ParamsConfig:
         return ParamsConfig(unsupported=self.policy(value, path) or "reject")
+
+    def state(self, value: Any, path: str) -> StateConfig:
+        data = self.mapping(value, path, frozenset({"redis", "on_error", "timeout"})) or {}
+        default = StateConfig()
+        on_error = self.field(data, "on_error", path, self.choice("open", "closed"), "open")
+        return StateConfig(
+            redis=self.redis(data["redis"], join(path, "redis")) if data.get("redis") is not None else None,
+            on_error="closed" if on_error == "closed" else "open",
+            timeout=self.field(data, "timeout", path, self.positive, default.timeout),
+        )
+
+    def redis(self, value: Any, path: str) -> RedisConfig | None:
+        data = self.mapping(value, path, frozenset({"url", "prefix"}))
+        if data is None:
+            return None
+        if "url" not in data:
+            self.problem(join(path, "url"), "required, for example redis://127.0.0.1:6379/0")
+            return None
+        url = self.string(data["url"], join(path, "url"))
+        if url is not None and not url.startswith(_REDIS_SCHEMES):
+            # Never echo the URL: it may hold a password.
+            self.problem(join(path, "url"), "expected a redis://, rediss:// or unix:// URL")
+            url = None
+        prefix = self.field(data, "prefix", path, self.string, "routemw:")
+        if "{" in prefix or "}" in prefix:
+            # Keys carry a hash tag in braces for Redis Cluster; a brace in the prefix would
+            # become the tag instead and put every key on one slot.
+            self.problem(join(path, "prefix"), "must not contain { or }")
+        return None if url is None else RedisConfig(url=url, prefix=prefix)

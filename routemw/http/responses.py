@@ -3,11 +3,13 @@
 `send_stream` is where the response commits: its `http.response.start` is the point after which
 nothing can be retried, so any later failure is written in-band as an OpenAI error event
 (`data: {"error": {...}}`) and the stream ends without `[DONE]`, so no client mistakes a broken
-answer for a finished one. It never closes silently and never invents a `finish_reason`.
+answer for a finished one. It never closes silently and never invents a `finish_reason`. A server
+shutting down ends a stream the same way (`interrupt`, from `routemw.shutdown`).
 
 That framing is OpenAI's. A door speaking another protocol passes a `StreamEncoder`, which owns
 how batches, the end, an in-band error and a keep-alive look on its wire (Anthropic's named
-events, say); the commit point, keep-alive timing and release of the stream stay here.
+events, say); the commit point, keep-alive timing, the interrupt, failure logging and release of
+the stream stay here.
 """
 
 from __future__ import annotations
@@ -15,26 +17,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
-from collections.abc import Callable, Mapping
-from typing import Protocol
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Final, Protocol
 
 import anyio
 import orjson
 
-from ..errors import RouteMWError
+from ..errors import RouteMWError, UpstreamError
 from ..reply import Chunk, Stream
 from .asgi import Send
+from .headers import header_value
 from .sse import encode_comment, encode_data
 
 __all__ = ["INTERNAL_ERROR", "StreamEncoder", "error_payload", "send_error", "send_json", "send_stream"]
 
 logger = logging.getLogger("routemw")
 
-Redact = Callable[[str], str]
-
 _DONE = b"data: [DONE]\n\n"
 _PING = encode_comment("ping")
+_UNINTERRUPTED: AbstractAsyncContextManager[None] = contextlib.nullcontext()
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field names
 INTERNAL_ERROR = RouteMWError("The gateway failed to process the request.", code="internal_error")
 
 
@@ -51,12 +56,26 @@ class StreamEncoder(Protocol):
     def end(self) -> bytes:
         """What closes a stream that finished."""
 
-    def error(self, exc: RouteMWError, redact: Redact) -> bytes:
+    def error(self, exc: RouteMWError) -> bytes:
         """An in-band error after the commit point; the stream ends after it."""
 
 
 def _header_list(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    # The values routemw builds are made safe where they are built (`http.headers`); this check
+    # (one pass over all of them at once) is the net under what a user's middleware may have
+    # set, so that no header can fail a response whose upstream call was already made.
+    text = "".join([*headers, *headers.values()])
+    if not (text.isascii() and text.isprintable()) or (" " in text and not all(map(_trimmed, headers.values()))):
+        headers = {name: _safe(value) for name, value in headers.items() if _TOKEN.fullmatch(name)}
     return [(name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+
+
+def _trimmed(value: str) -> bool:
+    return value == value.strip(" ")  # HTTP/1.1 (h11) refuses a value that starts or ends with a space
+
+
+def _safe(value: str) -> str:
+    return value if value.isascii() and value.isprintable() and _trimmed(value) else header_value(value)
 
 
 async def send_json(send: Send, status: int, body: bytes, headers: Mapping[str, str]) -> None:
@@ -67,17 +86,14 @@ async def send_json(send: Send, status: int, body: bytes, headers: Mapping[str, 
     await send({"type": "http.response.body", "body": body})
 
 
-def error_payload(exc: RouteMWError, redact: Redact) -> bytes:
-    envelope = exc.envelope()
-    error = envelope["error"]
-    for key in ("message", "param", "code"):  # upstream text can carry anything, keys included
-        if isinstance(error[key], str):
-            error[key] = redact(error[key])
-    return orjson.dumps(envelope)
+def error_payload(exc: RouteMWError) -> bytes:
+    # Sent as it is: upstream text was scrubbed of credentials when the error was made, and
+    # client input is only ever quoted short (see `errors`), never redacted.
+    return orjson.dumps(exc.envelope())
 
 
-async def send_error(send: Send, exc: RouteMWError, headers: Mapping[str, str], redact: Redact) -> None:
-    await send_json(send, exc.status_code, error_payload(exc, redact), {**headers, **exc.headers})
+async def send_error(send: Send, exc: RouteMWError, headers: Mapping[str, str]) -> None:
+    await send_json(send, exc.status_code, error_payload(exc), {**headers, **exc.headers})
 
 
 async def send_stream(
@@ -86,13 +102,15 @@ async def send_stream(
     headers: Mapping[str, str],
     *,
     keepalive: float,
-    redact: Redact,
+    interrupt: AbstractAsyncContextManager[None] | None = None,
     encoder: StreamEncoder | None = None,
 ) -> None:
     """Write `stream` as SSE ending in `[DONE]`, with keep-alive comments during silences.
 
     Each batch of chunks (all that one upstream read produced) goes out as one body message, so
-    a burst costs one write, not one per chunk. `encoder` replaces OpenAI's framing.
+    a burst costs one write, not one per chunk. `interrupt` is entered around the body: a
+    `RouteMWError` it raises (the server shutting down) ends the stream in-band like any other.
+    `encoder` replaces OpenAI's framing.
     """
     raw_headers = _header_list(headers)
     raw_headers += [
@@ -107,27 +125,29 @@ async def send_stream(
         if pinger is not None:
             pinger.start()
         try:
-            async for batch in stream.batches():
-                if encoder is None:
-                    body = b"".join([encode_data(chunk.encode()) for chunk in batch])
-                else:
-                    body = encoder.batch(batch)
-                    if not body:
-                        continue
-                if pinger is None:
-                    await send({"type": "http.response.body", "body": body, "more_body": True})
-                else:
-                    await pinger.send(body)
+            async with interrupt or _UNINTERRUPTED:
+                async for batch in stream.batches():
+                    if encoder is None:
+                        body = b"".join([encode_data(chunk.encode()) for chunk in batch])
+                    else:
+                        body = encoder.batch(batch)
+                        if not body:
+                            continue
+                    if pinger is None:
+                        await send({"type": "http.response.body", "body": body, "more_body": True})
+                    else:
+                        await pinger.send(body)
             if encoder is not None:
                 tail = encoder.end()
         except RouteMWError as exc:
-            tail = encode_data(error_payload(exc, redact)) if encoder is None else encoder.error(exc, redact)
+            _log_stream_failure(exc, headers)
+            tail = encode_data(error_payload(exc)) if encoder is None else encoder.error(exc)
         except OSError:
             tail = None  # the client left mid-stream; there is no one to tell
         except Exception:
-            logger.exception("routemw: stream failed after the response started")
-            error = INTERNAL_ERROR
-            tail = encode_data(error_payload(error, redact)) if encoder is None else encoder.error(error, redact)
+            request_id = headers.get("x-request-id")
+            logger.exception("routemw: request %s: stream failed after the response started", request_id)
+            tail = encode_data(error_payload(INTERNAL_ERROR)) if encoder is None else encoder.error(INTERNAL_ERROR)
         if pinger is not None:
             await pinger.stop()
         if tail is not None:
@@ -138,6 +158,25 @@ async def send_stream(
             if pinger is not None:
                 await pinger.stop()
             await stream.aclose()
+
+
+def _log_stream_failure(exc: RouteMWError, headers: Mapping[str, str]) -> None:
+    """The same WARNING as a failure before the commit point (`FallbackMiddleware`), marked `in-band`.
+
+    The response's own headers say which request and which target this was.
+    """
+    request_id = headers.get("x-request-id")
+    status = exc.upstream_status if isinstance(exc, UpstreamError) else None
+    logger.warning(
+        "routemw: request %s: %s/%s failed (%s, %s): %s",
+        request_id,
+        exc.provider if isinstance(exc, UpstreamError) else headers.get("x-routemw-provider"),
+        headers.get("x-routemw-route-model"),
+        status if status is not None else "no response",
+        "in-band",
+        exc.code,
+        extra={"request_id": request_id, "error_code": exc.code},
+    )
 
 
 class _Pinger:

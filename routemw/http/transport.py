@@ -24,11 +24,17 @@ import aiohttp
 import httpx
 import yarl
 
+from .upstream import UPSTREAM_HEADERS
+
 __all__ = ["AiohttpTransport", "default_transport"]
 
 # aiohttp would add `Accept-Encoding: gzip, deflate`; LLM answers are small and often streamed,
-# and decompressing them costs more CPU than the bytes save on a datacenter link.
+# and decompressing them costs more CPU than the bytes save on a datacenter link. Adapters send
+# `accept-encoding: identity` themselves (`UPSTREAM_HEADERS`), and the body reader bounds and
+# decodes whatever an upstream compresses anyway: aiohttp's own decompression is off.
 _SKIP_AUTO_HEADERS: Final = frozenset({"Accept-Encoding"})
+# For an adapter that sets none: aiohttp's own (`Python/3.x aiohttp/3.x`) says nothing useful.
+_SESSION_HEADERS: Final = {"User-Agent": UPSTREAM_HEADERS["user-agent"]}
 _URL_CACHE_LIMIT: Final = 256
 
 
@@ -59,7 +65,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             ssl=self._ssl,
         )
         self._session = aiohttp.ClientSession(
-            connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=self._trust_env
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=self._trust_env,
+            headers=_SESSION_HEADERS,
         )
         return self._session
 
@@ -126,12 +135,25 @@ class _Body(httpx.AsyncByteStream):
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise _mapped(exc, self._request) from exc
 
-    async def read_all(self) -> bytes:
-        """The whole body at once: one call into aiohttp instead of an iteration."""
+    async def read_all(self, limit: int) -> bytes:
+        """The whole body, read straight from aiohttp's buffer rather than through an iteration.
+
+        It stops as soon as more than `limit` bytes have come, and returns those: the caller
+        refuses a body that long, and must not have to hold more of it first.
+        """
+        content = self._response.content
+        pieces: list[bytes] = []
+        size = 0
         try:
-            return await self._response.read()
+            while size <= limit:
+                piece = await content.readany()
+                if not piece:
+                    break
+                pieces.append(piece)
+                size += len(piece)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise _mapped(exc, self._request) from exc
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     async def aclose(self) -> None:
         # Back to the pool when fully read; closed when abandoned midway (a cancelled stream).

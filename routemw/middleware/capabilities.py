@@ -27,7 +27,7 @@ from typing import Any
 from ..accounts import ANONYMOUS, Account
 from ..capabilities import LIMITS, Need, needs
 from ..config.schema import UnsupportedPolicy
-from ..errors import InvalidRequestError
+from ..errors import InvalidRequestError, echo
 from ..native import passes_through
 from ..pipeline import Call, Handler
 from ..providers.base import Target
@@ -159,10 +159,12 @@ class CapabilityMiddleware:
                 logger.debug("routemw: request %s: skipped %r: %s", call.request_id, target, verdict.reason)
             else:
                 kept.append(verdict)
+                if refusals:
+                    call.unfit_ahead[verdict] = len(refusals)
         if not kept:
             first = refusals[0]
             raise InvalidRequestError(
-                f"Model '{call.request.model}' cannot serve this request: {first.reason}"
+                f"Model '{echo(call.request.model)}' cannot serve this request: {first.reason}"
                 f" (needed by `{first.param}`), and no other route or fallback can.",
                 param=first.param,
                 code="unsupported_parameter",

@@ -12,6 +12,9 @@ falls back, since another target may take it; when every target tried refused th
 last refusal goes back as the upstream gave it (a 400 naming the parameter), not as a 502: the
 caller has something to fix, and retrying the same request will not help.
 
+Whatever the outcome, the response says whose answer it is (`_disclose`): the target that
+answered, the one whose refusal is relayed, or, when all failed, the last one tried.
+
 The request's deadline (`retry.timeout`) is set here on `call.deadline` and enforced where the
 waiting happens: each attempt's timeout is cut to what is left of it (the dispatcher), a retry
 never sleeps past it (the retry stop), and this loop tries no target after it. When it passes
@@ -28,6 +31,8 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from ..errors import Action, AllTargetsFailedError, UpstreamError
+from ..http.headers import config_header_value, header_list, id_value
+from ..limits.admission import RouteGate
 from ..pipeline import Call, Handler
 from ..providers.base import Target
 from ..reply import Reply
@@ -72,17 +77,21 @@ class FallbackMiddleware:
         health: HealthStore | None = None,
         clock: Callable[[], float] = time.monotonic,
         rand: Callable[[], float] = random.random,
+        route_limits: RouteGate | None = None,
     ) -> None:
         self.timeout = timeout
         self.health = health
+        self.route_limits = route_limits
         self.clock = clock
         self.rand = rand
 
     async def __call__(self, call: Call, next: Handler) -> Reply:
         call.deadline = min(call.deadline, self.clock() + self.timeout)
         targets = weighted_order(call.candidates, self.rand)
-        cooling: list[tuple[float, Target]] = []
-        last_error: UpstreamError | None = None
+        cooling: list[tuple[float, int, Target]] = []
+        limited: list[float] = []  # seconds until each route at its own rate limit would take it
+        passed: list[tuple[int, str]] = []  # (place, reason) of each target passed over untried
+        last: tuple[int, Target, UpstreamError] | None = None  # the latest failure, to name it
         # The deadline is enforced where the waiting happens, in each attempt's cancel scope (the
         # dispatcher) and before each retry's sleep (the retry stop); here it ends the loop.
         for index, target in enumerate(targets):
@@ -90,25 +99,41 @@ class FallbackMiddleware:
                 break
             # Health is asked only when this target's turn comes: asking up front would claim
             # the half-open probe of targets that an earlier one makes unnecessary.
-            until = await self._cooling_until(target)
-            if until is not None:
-                call.skipped.append((target, f"cooling down for {max(until - self.clock(), 0):.1f}s"))
-                cooling.append((until, target))
+            cooling_for = await self._cooling_for(target)
+            if cooling_for is not None:
+                call.skipped.append((target, f"cooling down for {max(cooling_for, 0):.1f}s"))
+                cooling.append((cooling_for, index, target))
+                passed.append((index, "cooldown"))
                 continue
-            reply = await self._try(call, next, target)
-            if not isinstance(reply, UpstreamError):
-                self._disclose(call, target, fallbacks=index)
-                return reply
-            last_error = reply
+            # Route limits: a route at its own rpm/tpm is skipped like a cooling one.
+            wait = await self.route_limits.admit(call, target) if self.route_limits is not None else None
+            if wait is not None:
+                call.skipped.append((target, f"at its rate limit for {wait:.1f}s"))
+                limited.append(wait)
+                passed.append((index, "limit"))
+                continue
+            outcome = await self._try(call, next, target, index, passed)
+            if not isinstance(outcome, UpstreamError):
+                return outcome
+            last = (index, target, outcome)
+        untried = bool(cooling) or bool(limited)
         if cooling and len(cooling) == len(targets) and self.clock() < call.deadline:
-            # Every target is cooling: one try at the likeliest beats failing untried.
-            _, target = min(cooling, key=lambda pair: pair[0])
-            reply = await self._try(call, next, target)
-            if not isinstance(reply, UpstreamError):
-                self._disclose(call, target, fallbacks=targets.index(target))
-                return reply
-            return self._give_up(call, reply, untried=len(cooling) > 1)
-        return self._give_up(call, last_error, untried=bool(cooling))
+            # Every target is cooling: one try at the likeliest beats failing untried. Every one
+            # listed before it was passed over for its cooldown.
+            _, index, target = min(cooling, key=lambda entry: entry[0])
+            gate = self.route_limits
+            if gate is None or await gate.admit(call, target) is None:
+                outcome = await self._try(call, next, target, index, passed)
+                if not isinstance(outcome, UpstreamError):
+                    return outcome
+                last = (index, target, outcome)
+                untried = len(cooling) > 1
+        if limited and not call.attempts and self.route_limits is not None:
+            raise self.route_limits.exhausted(call.request.model, min(limited))
+        if last is not None:
+            index, target, failure = last
+            _disclose(call, target, index, passed, failure)
+        self._give_up(call, last[2] if last is not None else None, untried=untried)
 
     def _give_up(self, call: Call, last_error: UpstreamError | None, *, untried: bool) -> NoReturn:
         """Raise what the client gets when no target answered; `untried`: some were never called."""
@@ -124,16 +149,21 @@ class FallbackMiddleware:
             raise last_error
         raise AllTargetsFailedError(call.request.model, call.attempts, deadline_passed=deadline_passed)
 
-    async def _cooling_until(self, target: Target) -> float | None:
+    async def _cooling_for(self, target: Target) -> float | None:
         if self.health is None:
             return None
         return await self.health.check(target.key)
 
-    async def _try(self, call: Call, next: Handler, target: Target) -> Reply | UpstreamError:
-        """The reply, or the error to move on from; the client's own errors (Action.STOP) propagate."""
+    async def _try(
+        self, call: Call, next: Handler, target: Target, index: int, passed: Sequence[tuple[int, str]]
+    ) -> Reply | UpstreamError:
+        """The reply, or the failure to move on from; the client's own errors (Action.STOP) propagate.
+
+        `index` is the target's place in the order tried, `passed` the targets passed over untried.
+        """
         call.target = target
         try:
-            return await next(call)
+            reply = await next(call)
         except UpstreamError as exc:
             logger.warning(
                 "routemw: request %s: %s/%s failed (%s, %s): %s",
@@ -143,20 +173,42 @@ class FallbackMiddleware:
                 exc.upstream_status if exc.upstream_status is not None else "no response",
                 exc.action.value,
                 exc.code,
+                extra={"request_id": call.request_id, "error_code": exc.code},
             )
             if exc.action is Action.STOP:
+                _disclose(call, target, index, passed, exc)  # the answer relayed is this target's refusal
                 raise
             return exc
+        _disclose(call, target, index, passed, None)
+        return reply
 
-    @staticmethod
-    def _disclose(call: Call, target: Target, *, fallbacks: int) -> None:
-        headers = call.response_headers
-        headers["x-routemw-provider"] = target.provider.name
-        headers["x-routemw-route-model"] = target.model
-        headers["x-routemw-attempts"] = str(len(call.attempts))
-        headers["x-routemw-fallbacks"] = str(fallbacks)
-        dropped = sorted({*call.dropped, *target.drop})
-        if dropped:
-            headers["x-routemw-dropped-params"] = ", ".join(dropped)
-        if target.clamp:
-            headers["x-routemw-clamped-params"] = ", ".join(sorted(target.clamp))
+
+def _disclose(
+    call: Call, target: Target, index: int, passed: Sequence[tuple[int, str]], failure: UpstreamError | None
+) -> None:
+    """The headers that say whose answer this is and how routing got there (README: Retries).
+
+    Every candidate ahead of `target` was passed over: it failed, was cooling, was at its own rate
+    limit, or was left out by the capability check (those never reach this loop, so they are
+    counted from `unfit_ahead`).
+    """
+    headers = call.response_headers
+    headers["x-routemw-provider"] = config_header_value(target.provider.name)
+    headers["x-routemw-route-model"] = config_header_value(target.model)
+    headers["x-routemw-attempts"] = str(len(call.attempts))
+    unfit = call.unfit_ahead.get(target, 0) if call.unfit_ahead else 0
+    headers["x-routemw-fallbacks"] = str(index + unfit)
+    counts = {"capability": unfit, "cooldown": 0, "limit": 0}
+    for place, reason in passed:
+        if place < index:
+            counts[reason] += 1
+    if any(counts.values()):
+        headers["x-routemw-skipped"] = ", ".join(f"{reason}={n}" for reason, n in counts.items() if n)
+    dropped = sorted({*call.dropped, *target.drop})
+    if dropped:
+        headers["x-routemw-dropped-params"] = header_list(dropped)
+    if target.clamp:
+        headers["x-routemw-clamped-params"] = header_list(sorted(target.clamp))
+    request_id = id_value(failure.upstream_request_id) if failure and failure.upstream_request_id else None
+    if request_id:
+        headers["x-upstream-request-id"] = request_id

@@ -8,7 +8,7 @@ out of the candidates, as if it were not configured.
 from __future__ import annotations
 
 from ..accounts import ANONYMOUS, Account
-from ..errors import NotFoundError
+from ..errors import NotFoundError, echo
 from ..pipeline import Call, Handler
 from ..reply import Reply
 from ..routing import Catalog
@@ -19,7 +19,7 @@ __all__ = ["ResolveMiddleware", "model_not_found"]
 def model_not_found(model: str) -> NotFoundError:
     # OpenAI's own wording, which deliberately does not say which of the two it is.
     return NotFoundError(
-        f"The model `{model}` does not exist or you do not have access to it.",
+        f"The model `{echo(model)}` does not exist or you do not have access to it.",
         param="model",
         code="model_not_found",
     )
@@ -38,4 +38,6 @@ class ResolveMiddleware:
         if not candidates:
             raise model_not_found(model)
         call.candidates = candidates
+        entry = self.catalog.get(model)
+        call.response_model = entry.response_model if entry is not None else None
         return await next(call)

@@ -20,7 +20,7 @@ from ..chat import ChatRequest
 from ..errors import UpstreamError
 from ..reply import Chunk, Completion
 
-__all__ = ["Provider", "StreamTranslator", "Target", "parse_stream"]
+__all__ = ["ModelNameRules", "Provider", "StreamTranslator", "Target", "parse_stream"]
 
 
 class StreamTranslator(Protocol):
@@ -80,6 +80,19 @@ class Provider(Protocol):
 
     def error_from_exception(self, exc: Exception) -> UpstreamError:
         """A transport failure (connect, read, protocol), classified."""
+
+
+@runtime_checkable
+class ModelNameRules(Protocol):
+    """Optional for an adapter: the model names its upstream can never serve, refused at startup.
+
+    The catalog asks once per route as it is built; a name that breaks the rules is a
+    `ConfigError` naming the route (`models.<name>.routes[i].model`), rather than a failure on
+    the first request. Adapters whose upstream takes any name need not implement it.
+    """
+
+    def model_name_problem(self, model: str) -> str | None:
+        """Why `model` cannot name a model at this upstream, or None when it can."""
 
 
 async def parse_stream(

@@ -11,6 +11,7 @@ import httpx
 import orjson
 
 from ..errors import Action, UpstreamError, UpstreamTimeoutError
+from ..http.upstream import UpstreamBodyError
 
 __all__ = ["action_for_status", "error_from_transport", "invalid_response", "json_or_none", "retry_after_seconds"]
 
@@ -74,7 +75,15 @@ def json_or_none(data: bytes) -> Any:
 
 
 def error_from_transport(provider: str, exc: Exception) -> UpstreamError:
-    """Connect errors, resets and read timeouts: the network, not the request, failed."""
+    """Connect errors, resets and read timeouts: the network, not the request, failed.
+
+    A body that cannot be decoded, or is larger than the gateway takes (`UpstreamBodyError`,
+    an `httpx.DecodingError`), is an invalid response: as retryable as any other.
+    """
+    if isinstance(exc, UpstreamBodyError):
+        return invalid_response(provider, str(exc))
+    if isinstance(exc, httpx.DecodingError):
+        return invalid_response(provider, f"a body that does not decode ({exc})")
     if isinstance(exc, httpx.TimeoutException):
         return UpstreamTimeoutError(f"Timed out talking to provider '{provider}'.", provider=provider)
     kind = type(exc).__name__

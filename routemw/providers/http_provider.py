@@ -4,17 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from ..config import ProviderConfig
 from ..errors import UpstreamError
-from ..http.upstream import RequestTemplate
+from ..http.upstream import UPSTREAM_HEADERS, RequestTemplate
 from .classify import error_from_transport
 
-__all__ = ["HTTPProvider"]
+__all__ = ["HTTPProvider", "path_segment"]
 
 _TEMPLATE_LIMIT = 512
+
+
+def path_segment(name: str) -> str:
+    """`name` as one URL path segment: nothing in it can end the segment or climb out of it.
+
+    `quote` leaves dots alone, and a segment of dots alone (`.`, `..`) is resolved by httpx as a
+    relative step, so such a name has its dots escaped too.
+    """
+    quoted = quote(name, safe="")
+    return quoted.replace(".", "%2E") if not quoted.strip(".") else quoted
 
 
 class HTTPProvider:
@@ -31,7 +42,9 @@ class HTTPProvider:
     def __init__(self, config: ProviderConfig, headers: Mapping[str, str]) -> None:
         self._name = config.name
         self._timeout = config.timeout
-        base = {"content-type": "application/json", **headers}
+        # `user-agent` and `accept-encoding` first, so an operator's configured headers can replace
+        # them; names lower-cased so that `User-Agent` in config replaces rather than duplicates.
+        base = {**UPSTREAM_HEADERS, "content-type": "application/json", **{k.lower(): v for k, v in headers.items()}}
         self._json_headers = httpx.Headers({**base, "accept": "application/json"})
         self._sse_headers = httpx.Headers({**base, "accept": "text/event-stream"})
         # httpx's per-request timeouts; the aiohttp transport uses `read` against a stalled stream.

@@ -17,7 +17,8 @@ from typing import Any
 
 from ..capabilities import LIMITS
 from ..config import GatewayConfig
-from ..providers.base import Provider, Target
+from ..errors import ConfigError
+from ..providers.base import ModelNameRules, Provider, Target
 
 __all__ = ["Catalog", "ModelEntry"]
 
@@ -30,6 +31,8 @@ class ModelEntry:
     targets: tuple[Target, ...]
     fallbacks: tuple[str, ...]
     owned_by: str
+    # The `model` its answers report: the public id (this entry's `id`), or None for the upstream's.
+    response_model: str | None = None
 
     def card(self, created: int) -> dict[str, Any]:
         """The `GET /v1/models` entry: OpenAI's fields, plus what the model can do.
@@ -65,6 +68,16 @@ class Catalog:
 
     @classmethod
     def build(cls, config: GatewayConfig, providers: Mapping[str, Provider]) -> Catalog:
+        """The catalog; `ConfigError` listing every route whose model its provider refuses."""
+        problems = [
+            f"models.{model.name}.routes[{i}].model: {problem}"
+            for model in config.models.values()
+            for i, route in enumerate(model.routes)
+            if isinstance(provider := providers[route.provider], ModelNameRules)
+            and (problem := provider.model_name_problem(route.model)) is not None
+        ]
+        if problems:
+            raise ConfigError(problems)
         entries: dict[str, ModelEntry] = {}
         for model in config.models.values():
             weighted = any(route.weight is not None for route in model.routes)
@@ -84,7 +97,8 @@ class Catalog:
                 for route in model.routes
             )
             owned_by = model.owned_by or (model.routes[0].provider if model.routes else "routemw")
-            entries[model.name] = ModelEntry(model.name, targets, model.fallbacks, owned_by)
+            response_model = model.name if model.response_model == "public" else None
+            entries[model.name] = ModelEntry(model.name, targets, model.fallbacks, owned_by, response_model)
         return cls(entries)
 
     def get(self, model: str) -> ModelEntry | None:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import itertools
 import random
+import tracemalloc
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
-from fakes import RECORDINGS
+from fakes import RECORDINGS, awkward_pieces
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from routemw.http.sse import ServerSentEvent, SSEDecoder, encode_comment, encode_data
+from routemw.http.sse import EventTooLargeError, ServerSentEvent, SSEDecoder, encode_comment, encode_data
 
 
 def decode(chunks: Iterable[bytes]) -> list[ServerSentEvent]:
@@ -232,6 +234,143 @@ def test_empty_chunks_elsewhere_change_nothing() -> None:
     assert decode([b"", b"data: a\n", b"", b"\n", b""]) == [ServerSentEvent(data=b"a")]
 
 
+_line_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=30)
+_multiline_text = st.lists(_line_text, min_size=2, max_size=4).map("\n".join)
+
+
+# --- linear work, bounded memory ----------------------------------------------------------------
+
+
+class Scanned(bytes):
+    """Bytes that count how far `find` looks, so a test can see the decoder's scanning work.
+
+    A count of work, not a timing: the decoder may call `find` on the piece it was fed (a slice or
+    a join is plain bytes and is not counted), and what is counted is how many bytes each search
+    covered, up to its match or to where it stopped.
+    """
+
+    covered = 0
+
+    def find(self, sub: Any, start: Any = None, end: Any = None) -> int:
+        index = super().find(sub, start, end)
+        begin = 0 if start is None else start
+        stop = index + 1 if index >= 0 else (len(self) if end is None else end)
+        Scanned.covered += max(stop - begin, 0)
+        return index
+
+
+def scanned_work(pieces: Iterable[bytes]) -> tuple[list[ServerSentEvent], int]:
+    Scanned.covered = 0
+    events = decode(Scanned(piece) for piece in pieces)
+    return events, Scanned.covered
+
+
+def test_a_long_line_fed_in_small_pieces_is_scanned_once() -> None:
+    # The quadratic case: a line that does not end for many reads. Each piece is searched for a
+    # line ending once (a CR and an LF search each), never the whole line again per read.
+    line = b"data: " + b"x" * 200_000
+    pieces = [b"data: ok\n\n", *awkward_pieces(line, [1, 7, 64, 3, 500]), b"\n\n"]
+    events, covered = scanned_work(pieces)
+
+    assert events == [ServerSentEvent(data=b"ok"), ServerSentEvent(data=line[6:])]
+    total = sum(map(len, pieces))
+    assert total <= covered <= 2 * total + 2 * len(pieces)
+
+
+def test_many_cr_ended_lines_in_one_piece_are_scanned_once() -> None:
+    # With no LF anywhere, looking for "the next LF" per line would cover the rest of the piece
+    # each time; the decoder remembers that there is none.
+    piece = b"data: x\r\r" * 20_000
+    events, covered = scanned_work([piece])
+
+    assert events == [ServerSentEvent(data=b"x")] * 20_000
+    assert covered <= 2 * len(piece) + 2
+
+
+def test_an_unfinished_line_is_held_as_the_pieces_it_came_in() -> None:
+    # The other half of the quadratic case: re-copying the growing line on every read. The pieces
+    # are kept alive here, so a decoder that holds them by reference adds almost nothing; one
+    # that copies them into a buffer holds the whole line again.
+    pieces = awkward_pieces(b"data: " + b"y" * (2 * 1024 * 1024), [2048])
+    decoder = SSEDecoder()
+    tracemalloc.start()
+    try:
+        for piece in pieces:
+            assert decoder.feed(piece) == []
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 256 * 1024
+    assert decoder.feed(b"\n\n") == [ServerSentEvent(data=b"y" * (2 * 1024 * 1024))]
+
+
+LIMIT = 64
+
+
+def test_a_line_past_the_limit_is_refused_before_it_ends() -> None:
+    decoder = SSEDecoder(max_event_bytes=LIMIT)
+    assert decoder.feed(b"data: " + b"a" * (LIMIT - 6)) == []  # exactly the limit: still fine
+    with pytest.raises(EventTooLargeError) as caught:
+        decoder.feed(b"a")  # no line ending yet: refused as soon as it is one byte too long
+
+    assert caught.value.limit == LIMIT and caught.value.events == []
+    with pytest.raises(EventTooLargeError):
+        decoder.feed(b"\n\n")  # a decoder that refused takes nothing more
+    with pytest.raises(EventTooLargeError):
+        decoder.close()
+
+
+def test_an_event_whose_lines_together_pass_the_limit_is_refused() -> None:
+    decoder = SSEDecoder(max_event_bytes=LIMIT)
+    line = b"data: " + b"b" * 40 + b"\n"
+    assert decoder.feed(b"data: ok\n\n") == [ServerSentEvent(data=b"ok")]
+    with pytest.raises(EventTooLargeError):
+        decoder.feed(line + line)
+
+
+def test_events_completed_before_the_oversized_line_travel_with_the_refusal() -> None:
+    decoder = SSEDecoder(max_event_bytes=LIMIT)
+    with pytest.raises(EventTooLargeError) as caught:
+        decoder.feed(b"data: 1\n\ndata: 2\n\ndata: " + b"c" * LIMIT)
+
+    assert caught.value.events == [ServerSentEvent(data=b"1"), ServerSentEvent(data=b"2")]
+
+
+def test_a_comment_or_unknown_field_is_bounded_too() -> None:
+    for line in (b":" + b"k" * LIMIT, b"x-padding: " + b"k" * LIMIT):
+        with pytest.raises(EventTooLargeError):
+            decode_bounded([line + b"\n", b"data: x\n\n"], LIMIT)
+
+
+def decode_bounded(chunks: Iterable[bytes], limit: int) -> list[ServerSentEvent]:
+    decoder = SSEDecoder(max_event_bytes=limit)
+    events: list[ServerSentEvent] = []
+    for chunk in chunks:
+        events += decoder.feed(chunk)
+    return events + decoder.close()
+
+
+@settings(max_examples=300, database=None, deadline=None)
+@given(
+    payloads=st.lists(st.one_of(_line_text, _multiline_text), max_size=6),
+    cuts=st.lists(st.floats(min_value=0, max_value=1, exclude_max=True), max_size=12),
+    limit=st.integers(min_value=1, max_value=48),
+)
+def test_the_limit_refuses_exactly_the_streams_with_a_long_line_or_event(
+    payloads: list[str], cuts: list[float], limit: int
+) -> None:
+    stream = b"".join(encode_data(p.encode()) for p in payloads)
+    offsets = sorted({int(c * len(stream)) for c in cuts})
+    unbounded = decode([stream])
+    longest_line = max((len(line) for line in stream.replace(b"\r", b"\n").split(b"\n")), default=0)
+    too_long = longest_line > limit or any(len(e.data) > limit for e in unbounded)
+    if too_long:
+        with pytest.raises(EventTooLargeError):
+            decode_bounded(split_at(stream, offsets), limit)
+    else:
+        assert decode_bounded(split_at(stream, offsets), limit) == unbounded
+
+
 # --- encoder ----------------------------------------------------------------------------------
 
 
@@ -268,10 +407,6 @@ def test_comment_between_data_lines_does_not_dispatch() -> None:
     # encode_comment() ends without a blank line, so it cannot end an event in progress.
     stream = b"data: a\n" + encode_comment("ping") + b"data: b\n\n"
     assert decode([stream]) == [ServerSentEvent(data=b"a\nb")]
-
-
-_line_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=30)
-_multiline_text = st.lists(_line_text, min_size=2, max_size=4).map("\n".join)
 
 
 @settings(max_examples=300, database=None, deadline=None)

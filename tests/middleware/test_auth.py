@@ -8,8 +8,20 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from fakes import drive
 
-from routemw import Account, Gateway
+from routemw import (
+    Account,
+    AuthenticationError,
+    Authenticator,
+    AuthMiddleware,
+    Call,
+    ConfigKeyStore,
+    Gateway,
+    load_config,
+)
+from routemw.chat import parse_chat_request
+from routemw.reply import Completion, Reply
 
 SECRET_A = "sk-team-a-0123456789abcdefWXYZ"
 SECRET_ALL = "sk-admin-00000000000000ADMN"
@@ -153,3 +165,94 @@ async def test_no_secret_in_any_response_header_body_or_log(caplog: pytest.LogCa
     for record in caplog.records:
         for secret in secrets:
             assert secret not in record.getMessage()
+
+
+# -- authentication comes before the body ------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [b"{not json", orjson.dumps(_chat("open")), b"x" * 100])
+async def test_a_request_without_a_valid_key_is_401_before_its_body_is_read(body: bytes) -> None:
+    gateway = Gateway.from_config(_config())
+    for headers in ([], [("authorization", "Bearer sk-wrong-key-000000000000")]):
+        driver = await drive(gateway, body=body, headers=headers)
+        assert driver.status == 401
+        assert driver.json()["error"]["code"] == "invalid_api_key"
+        assert driver.receives == 0  # not one byte of the body was taken, let alone parsed
+
+
+async def test_with_a_valid_key_a_bad_body_is_still_a_400_and_the_key_is_looked_up_once() -> None:
+    lookups: list[str] = []
+
+    class CountingStore:
+        async def lookup(self, secret: str) -> Account | None:
+            lookups.append(secret)
+            return Account("alice") if secret == SECRET_A else None
+
+    gateway = Gateway.from_config(_config(), key_store=CountingStore())
+    bad = await drive(gateway, body=b"{not json", headers=[("x-api-key", SECRET_A)])
+    good = await drive(gateway, json=_chat("open"), headers=[("x-api-key", SECRET_A)])
+    assert (bad.status, good.status) == (400, 200)
+    assert lookups == [SECRET_A, SECRET_A]  # once per request: the pipeline's AuthMiddleware trusts the gateway
+
+
+async def test_auth_middleware_still_authenticates_a_call_nobody_authenticated() -> None:
+    """A pipeline driven without the gateway (a user's own door) is not left open."""
+    middleware = AuthMiddleware(Authenticator(ConfigKeyStore(load_config(_config()).keys)))
+
+    async def endpoint(call: Call) -> Reply:
+        return Completion({"account": call.account.name})
+
+    def call(headers: dict[str, str]) -> Call:
+        return Call(request=parse_chat_request(orjson.dumps(_chat("open"))), request_id="r", headers=headers, scope={})
+
+    reply = await middleware(call({"x-api-key": SECRET_A}), endpoint)
+    assert isinstance(reply, Completion) and reply.data == {"account": "team-a"}
+    with pytest.raises(AuthenticationError):
+        await middleware(call({}), endpoint)
+    ready = call({})
+    ready.account = Account("decided-upstream")
+    reply = await middleware(ready, endpoint)  # an account already on the call is kept
+    assert isinstance(reply, Completion) and reply.data == {"account": "decided-upstream"}
+
+
+async def test_authorization_basic_does_not_hide_a_valid_x_api_key() -> None:
+    async with _client(Gateway.from_config(_config())) as client:
+        headers = {"authorization": "Basic dXNlcjpwYXNz", "x-api-key": SECRET_A}
+        chat = await client.post("/v1/chat/completions", json=_chat("open"), headers=headers)
+        models = await client.get("/v1/models", headers=headers)
+        alone = await client.post("/v1/chat/completions", json=_chat("open"), headers={"authorization": "Basic eDp5"})
+    assert chat.status_code == 200
+    assert models.status_code == 200 and sorted(m["id"] for m in models.json()["data"]) == ["open", "public"]
+    assert alone.status_code == 401
+    assert "'Basic' authorization scheme is not supported" in alone.json()["error"]["message"]
+
+
+# -- errors that quote the client are short, and never an oracle -------------------------------
+
+
+async def test_a_quoted_model_name_is_cut_short_and_never_redacted() -> None:
+    gateway = Gateway.from_config({**_config(), "providers": {**_config()["providers"], "real": _real_provider()}})
+    guesses = " ".join(f"sk-guess-{n:05d}" for n in range(5000))
+    async with _client(gateway) as client:
+        admin = {"x-api-key": SECRET_ALL}
+        packed_model = f"{guesses} {SECRET_A} {UPSTREAM_KEY}"
+        packed = await client.post("/v1/chat/completions", json=_chat(packed_model), headers=admin)
+        exact = [
+            await client.post("/v1/chat/completions", json=_chat(secret), headers=admin)
+            for secret in (SECRET_A, UPSTREAM_KEY)
+        ]
+        card = await client.get(f"/v1/models/{'m' * 500}", headers=admin)
+    message = packed.json()["error"]["message"]
+    assert packed.status_code == 404
+    assert "[redacted]" not in message
+    assert f"`{guesses[:64]}…`" in message and len(message) < 200
+    # The client's own input comes back as it was sent: blanking a secret in it would confirm
+    # the guess. Only text from an upstream is scrubbed.
+    for response, sent in zip(exact, (SECRET_A, UPSTREAM_KEY), strict=True):
+        assert response.status_code == 404
+        assert f"`{sent}`" in response.json()["error"]["message"]
+    assert card.status_code == 404 and f"`{'m' * 64}…`" in card.json()["error"]["message"]
+
+
+def _real_provider() -> dict[str, Any]:
+    return {"type": "openai", "base_url": "https://upstream.test/v1", "api_key": UPSTREAM_KEY}

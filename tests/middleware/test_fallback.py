@@ -36,6 +36,7 @@ from fakes import (
 
 from routemw import Call, FallbackMiddleware, Gateway, Handler, OpenAIProvider, ProviderConfig, Reply, Target
 from routemw.middleware.fallback import weighted_order
+from routemw.routing.health import HealthStore
 
 UP_URL = "https://upstream.test/v1"
 BACKUP_URL = "https://backup.test/v1"
@@ -89,6 +90,7 @@ def build(
     middleware: Any = None,
     extra: Mapping[str, Any] | None = None,
     up_options: Mapping[str, Any] | None = None,
+    health: HealthStore | None = None,
 ) -> Gateway:
     """Providers `up`, `backup` and `third` over one MockTransport; one attempt per target by default."""
     providers: dict[str, Any] = {
@@ -101,14 +103,17 @@ def build(
         hosts["backup.test"] = backup
     if third is not None:
         hosts["third.test"] = third
+    # Answers keep the upstream's model name, so streams can be compared with the upstream's bytes.
+    specs = two_routes() if models is None else models
+    models = {name: {"response_model": "upstream", **spec} for name, spec in specs.items()}
     document: dict[str, Any] = {
         "providers": providers,
-        "models": dict(models if models is not None else two_routes()),
+        "models": models,
         "retry": {"attempts": 1, **(retry or {})},
         **(extra or {}),
     }
     transport = httpx.MockTransport(route_hosts(hosts))
-    return Gateway.from_config(document, environ={}, transport=transport, middleware=middleware)
+    return Gateway.from_config(document, environ={}, transport=transport, middleware=middleware, health=health)
 
 
 async def ask(app: Any, body: Mapping[str, Any] = CHAT, **kwargs: Any) -> AsgiDriver:
@@ -508,6 +513,112 @@ async def test_a_success_discloses_who_answered(upstream: FakeOpenAI, backup: Fa
     upstream_id = driver.header("x-upstream-request-id")
     assert upstream_id is not None and upstream_id.startswith("req_")
     assert upstream_id != driver.header("x-request-id")
+
+
+async def test_an_upstream_refusal_relayed_as_is_names_the_target_that_refused(
+    upstream: FakeOpenAI, backup: FakeOpenAI
+) -> None:
+    upstream.queue(answer_error(500))
+    backup.queue(answer_error(400, message="bad messages", param="messages", headers={"x-request-id": "req_refused"}))
+    driver = await ask(build(upstream, backup))
+
+    assert driver.status == 400
+    assert driver.json()["error"]["param"] == "messages"
+    assert driver.header("x-routemw-provider") == "backup"
+    assert driver.header("x-routemw-route-model") == "gpt-4o-mini"
+    assert driver.header("x-routemw-attempts") == "2"
+    assert driver.header("x-routemw-fallbacks") == "1"
+    assert driver.header("x-routemw-skipped") is None
+    assert driver.header("x-upstream-request-id") == "req_refused"
+
+
+async def test_when_every_target_failed_the_last_one_tried_is_named(upstream: FakeOpenAI, backup: FakeOpenAI) -> None:
+    upstream.queue(answer_error(500))
+    backup.queue(answer_error(503, headers={"x-request-id": "req_last"}))
+    driver = await ask(build(upstream, backup))
+
+    assert driver.status == 502
+    assert driver.header("x-routemw-provider") == "backup"
+    assert driver.header("x-routemw-route-model") == "gpt-4o-mini"
+    assert driver.header("x-routemw-attempts") == "2"
+    assert driver.header("x-routemw-fallbacks") == "1"
+    assert driver.header("x-upstream-request-id") == "req_last"
+
+
+TOOL_CHAT: dict[str, Any] = {**CHAT, "tools": [{"type": "function", "function": {"name": "f"}}]}
+
+
+@pytest.mark.parametrize(
+    ("unfit", "provider", "fallbacks", "skipped"),
+    [("first", "backup", "1", "capability=1"), ("second", "up", "0", None)],
+)
+async def test_a_route_skipped_for_a_capability_counts_as_a_fallback_only_when_listed_ahead(
+    upstream: FakeOpenAI, backup: FakeOpenAI, unfit: str, provider: str, fallbacks: str, skipped: str | None
+) -> None:
+    no_tools = {"capabilities": {"tools": False}}
+    routes = [{"provider": "up", "model": "gpt-4o"}, {"provider": "backup", "model": "gpt-4o-mini"}]
+    routes[0 if unfit == "first" else 1].update(no_tools)
+    driver = await ask(build(upstream, backup, models={"gpt-4o": {"routes": routes}}), TOOL_CHAT)
+
+    assert driver.status == 200
+    assert driver.header("x-routemw-provider") == provider
+    assert driver.header("x-routemw-attempts") == "1"
+    assert driver.header("x-routemw-fallbacks") == fallbacks
+    assert driver.header("x-routemw-skipped") == skipped
+
+
+class Cooling:
+    """A health store in which the given targets cool down for the given seconds."""
+
+    def __init__(self, seconds: Mapping[str, float]) -> None:
+        self.seconds = dict(seconds)
+
+    async def check(self, key: str) -> float | None:
+        return time.monotonic() + self.seconds[key] if key in self.seconds else None
+
+    async def success(self, key: str) -> None:
+        return None
+
+    async def failure(self, key: str, *, retry_after: float | None = None) -> None:
+        return None
+
+
+@pytest.mark.parametrize(
+    "cooling",
+    [{"up/gpt-4o": 60.0}, {"up/gpt-4o": 60.0, "backup/gpt-4o-mini": 30.0}],  # one, or every one (soonest tried)
+)
+async def test_a_route_skipped_for_its_cooldown_counts_as_a_fallback(
+    upstream: FakeOpenAI, backup: FakeOpenAI, cooling: dict[str, float]
+) -> None:
+    driver = await ask(build(upstream, backup, health=Cooling(cooling)))
+
+    assert driver.status == 200
+    assert driver.header("x-routemw-provider") == "backup"
+    assert driver.header("x-routemw-attempts") == "1"
+    assert driver.header("x-routemw-fallbacks") == "1"
+    assert driver.header("x-routemw-skipped") == "cooldown=1"
+    assert upstream.requests == []
+
+
+async def test_skips_of_both_kinds_and_a_failure_add_up(
+    upstream: FakeOpenAI, backup: FakeOpenAI, third: FakeOpenAI
+) -> None:
+    routes = [
+        {"provider": "up", "model": "gpt-4o", "capabilities": {"tools": False}},  # cannot serve it
+        {"provider": "backup", "model": "gpt-4o-mini"},  # fails
+        {"provider": "third", "model": "o1-mini"},  # cooling down
+        {"provider": "third", "model": "gpt-4o"},  # answers
+    ]
+    backup.queue(answer_error(500))
+    app = build(upstream, backup, third, models={"gpt-4o": {"routes": routes}}, health=Cooling({"third/o1-mini": 60}))
+    driver = await ask(app, TOOL_CHAT)
+
+    assert driver.status == 200, driver.body
+    assert driver.header("x-routemw-provider") == "third"
+    assert driver.header("x-routemw-route-model") == "gpt-4o"
+    assert driver.header("x-routemw-attempts") == "2"
+    assert driver.header("x-routemw-fallbacks") == "3"
+    assert driver.header("x-routemw-skipped") == "capability=1, cooldown=1"
 
 
 async def test_each_attempt_is_translated_afresh_for_its_target(upstream: FakeOpenAI, backup: FakeOpenAI) -> None:

@@ -333,7 +333,8 @@ def build(
         },
         "models": {
             "gpt-4o": {
-                "routes": [{"provider": "up", "model": "gpt-4o"}, {"provider": "backup", "model": "gpt-4o-mini"}]
+                "routes": [{"provider": "up", "model": "gpt-4o"}, {"provider": "backup", "model": "gpt-4o-mini"}],
+                "response_model": "upstream",  # streams are compared with the upstream's bytes
             }
         },
         "retry": dict(retry or {}),

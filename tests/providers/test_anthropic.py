@@ -15,8 +15,9 @@ import httpx
 import orjson
 import pytest
 from conformance.fake_anthropic import FakeAnthropic
-from fakes import FakeByteStream, awkward_pieces, deltas, finishes, recording, sdk_completion
+from fakes import FakeByteStream, awkward_pieces, deltas, drive, finishes, recording, sdk_completion
 
+from routemw.app import Gateway
 from routemw.capabilities import needs
 from routemw.chat import ChatRequest, parse_chat_request
 from routemw.config import ProviderConfig, default_document, load_config
@@ -1086,6 +1087,245 @@ async def test_nothing_after_message_stop_is_read() -> None:
 async def test_an_event_that_is_not_json_is_a_retryable_upstream_failure() -> None:
     _, error = await collect_until_error(message_start() + b"event: content_block_delta\ndata: {not json\n\n")
     assert error.code == "invalid_upstream_response" and error.action is Action.RETRY
+
+
+# -- server tools, unknown blocks and malformed events -----------------------------------------------
+
+# A web search answered by Anthropic itself, in the shape its stream takes: the `server_tool_use`
+# block streams its input like a client tool, the result block arrives whole at its start, and
+# the text after it carries citations.
+SEARCH_ID = "srvtoolu_01WYG3ziw53XMcoyKL4XcZmE"
+SEARCH_INPUT = {"query": "weather in Paris today"}
+SEARCH_RESULT = {
+    "type": "web_search_tool_result",
+    "tool_use_id": SEARCH_ID,
+    "content": [
+        {
+            "type": "web_search_result",
+            "title": "Paris weather",
+            "url": "https://weather.example/paris",
+            "encrypted_content": "EqgfCioIARgBIiQ3YTAwMjY1Mi1mZjM5",
+            "page_age": "1 hour ago",
+        }
+    ],
+}
+CITATION = {
+    "type": "web_search_result_location",
+    "cited_text": "Sunny, 21 degrees.",
+    "url": "https://weather.example/paris",
+    "title": "Paris weather",
+    "encrypted_index": "Eo8BCioIAhgBIiQyYjQ0",
+}
+
+
+def server_tool(index: int, *pieces: Any, name: str = "web_search", kind: str = "server_tool_use") -> bytes:
+    start = {"type": kind, "id": SEARCH_ID, "name": name, "input": {}}
+    return block(index, start, *({"type": "input_json_delta", "partial_json": p} for p in pieces))
+
+
+def searched(*, then: bytes = b"", stop_reason: str = "end_turn") -> bytes:
+    """Text, a web search with its result, cited text, then `then`, as Anthropic streams them."""
+    delta = {"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": None}}
+    usage = {"output_tokens": 60, "server_tool_use": {"web_search_requests": 1}}
+    return (
+        message_start()
+        + text(0, "I'll search for that.")
+        + server_tool(1, "", '{"query": "weather', ' in Paris today"}')
+        + block(2, SEARCH_RESULT)
+        + block(
+            3,
+            {"type": "text", "text": ""},
+            {"type": "text_delta", "text": "It is sunny"},
+            {"type": "citations_delta", "citation": CITATION},
+            {"type": "text_delta", "text": " in Paris."},
+        )
+        + then
+        + event("message_delta", {**delta, "usage": usage})
+        + event("message_stop", {"type": "message_stop"})
+    )
+
+
+def tool_call_deltas(chunks: list[Chunk]) -> list[dict[str, Any]]:
+    return [call for d in deltas(chunks) for call in d.get("tool_calls") or ()]
+
+
+async def test_a_server_tool_in_a_stream_is_not_a_tool_call() -> None:
+    chunks = await collect(searched())
+    assert tool_call_deltas(chunks) == []
+    assert "".join(d.get("content") or "" for d in deltas(chunks)) == "I'll search for that.It is sunny in Paris."
+    assert finishes(chunks) == ["stop"]
+    message = sdk_completion(chunks)["choices"][0]["message"]
+    assert message["tool_calls"] is None and message["content"] == "I'll search for that.It is sunny in Paris."
+
+
+async def test_a_client_tool_after_a_server_tool_is_the_first_call_and_finishes_as_tool_calls() -> None:
+    body = searched(then=tool(4, "toolu_c", "get_weather", "", '{"city": "Paris"}'), stop_reason="tool_use")
+    chunks = await collect(body, tools=[WEATHER])
+    assert {call["index"] for call in tool_call_deltas(chunks)} == {0}
+    calls = sdk_completion(chunks)["choices"][0]["message"]["tool_calls"]
+    assert [(c["id"], c["function"]["name"], orjson.loads(c["function"]["arguments"])) for c in calls] == [
+        ("toolu_c", "get_weather", {"city": "Paris"})
+    ]
+    assert finishes(chunks) == ["tool_calls"]
+
+
+async def test_a_server_tool_beside_the_json_tool_leaves_only_the_json_as_content() -> None:
+    body = (
+        message_start()
+        + server_tool(0, "", '{"query": "x"}')
+        + block(1, SEARCH_RESULT)
+        + tool(2, "toolu_j", JSON_TOOL, "", '{"a": 1}')
+        + ending("tool_use")
+    )
+    chunks = await collect(body, response_format={"type": "json_object"})
+    assert tool_call_deltas(chunks) == []
+    assert "".join(d.get("content") or "" for d in deltas(chunks)) == '{"a": 1}'
+    assert finishes(chunks) == ["stop"]
+
+
+@pytest.mark.parametrize("tools", [None, [WEATHER]])
+async def test_streamed_and_whole_answers_with_a_server_tool_agree(tools: list[dict[str, Any]] | None) -> None:
+    """The same content, streamed or whole, reaches the client as the same completion."""
+    server_use = {"type": "server_tool_use", "id": SEARCH_ID, "name": "web_search", "input": SEARCH_INPUT}
+    cited = {"type": "text", "text": "It is sunny in Paris.", "citations": [CITATION]}
+    content: list[dict[str, Any]] = [
+        {"type": "text", "text": "I'll search for that."},
+        server_use,
+        SEARCH_RESULT,
+        cited,
+    ]
+    then, stop_reason = b"", "end_turn"
+    if tools:
+        content.append({"type": "tool_use", "id": "toolu_c", "name": "get_weather", "input": {"city": "Paris"}})
+        then, stop_reason = tool(4, "toolu_c", "get_weather", '{"city": "Paris"}'), "tool_use"
+    extra = {"tools": tools} if tools else {}
+    whole = parse(message(*content, stop_reason=stop_reason), **extra)["choices"][0]
+    streamed = sdk_completion(await collect(searched(then=then, stop_reason=stop_reason), **extra))["choices"][0]
+    assert streamed["finish_reason"] == whole["finish_reason"]
+    assert streamed["message"]["content"] == whole["message"]["content"] == "I'll search for that.It is sunny in Paris."
+    whole_calls = [
+        (c["id"], c["function"]["name"], c["function"]["arguments"]) for c in whole["message"].get("tool_calls") or []
+    ]
+    streamed_calls = [
+        (c["id"], c["function"]["name"], orjson.dumps(orjson.loads(c["function"]["arguments"])).decode())
+        for c in streamed["message"]["tool_calls"] or []
+    ]
+    assert streamed_calls == whole_calls
+
+
+async def test_blocks_of_unknown_and_anthropic_only_types_are_passed_over_whatever_they_hold() -> None:
+    body = (
+        message_start()
+        + block(0, {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix/LafPsn4a"})
+        + text(1, "Before.")
+        + server_tool(2, '{"server_name": "wiki", "q": 1}', name="search", kind="mcp_tool_use")
+        + block(3, {"type": "mcp_tool_result", "tool_use_id": SEARCH_ID, "is_error": False, "content": []})
+        + block(4, {"type": "container_upload", "file_id": "file_011CNha8iCJcU1wXNR6q4V8w"})
+        + server_tool(5, 7, {"not": "a string"}, None)  # malformed, but not the client's: passed over
+        + block(6, {"type": "hologram", "id": "h_1"}, {"type": "hologram_delta", "partial_json": "{}", "text": 3})
+        + text(7, " After.")
+        + ending()
+    )
+    chunks = await collect(body, tools=[WEATHER])
+    assert tool_call_deltas(chunks) == []
+    assert "".join(d.get("content") or "" for d in deltas(chunks)) == "Before. After."
+    assert finishes(chunks) == ["stop"]
+
+
+def raw_event(name: str, payload: Mapping[str, Any]) -> bytes:
+    return event(name, {"type": name, **payload})
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        # A fragment of a client call's arguments that is not text: the call cannot be rebuilt.
+        raw_event("content_block_delta", {"index": 1, "delta": {"type": "input_json_delta", "partial_json": 5}}),
+        raw_event("content_block_delta", {"index": 1, "delta": {"type": "input_json_delta", "partial_json": None}}),
+        # Text that is not text.
+        raw_event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": ["x"]}}),
+        # A delta for a block that never started, or that names no block at all.
+        raw_event("content_block_delta", {"index": 9, "delta": {"type": "text_delta", "text": "lost"}}),
+        raw_event("content_block_delta", {"delta": {"type": "text_delta", "text": "lost"}}),
+        raw_event("content_block_stop", {"index": 9}),
+    ],
+    ids=["arguments-int", "arguments-null", "text-list", "unknown-index", "no-index", "stop-unknown-index"],
+)
+async def test_a_malformed_event_about_what_the_client_sees_is_an_invalid_upstream_response(bad: bytes) -> None:
+    start = raw_event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
+    call = {"type": "tool_use", "id": "toolu_a", "name": "get_weather", "input": {}}
+    body = (
+        message_start() + start + raw_event("content_block_start", {"index": 1, "content_block": call}) + bad + ending()
+    )
+    chunks, error = await collect_until_error(body, tools=[WEATHER])
+    assert error.code == "invalid_upstream_response" and error.action is Action.RETRY
+    assert finishes(chunks) == []
+    for call_delta in tool_call_deltas(chunks):
+        assert isinstance(call_delta["function"]["arguments"], str)
+
+
+async def test_a_delta_before_its_block_starts_is_an_invalid_upstream_response() -> None:
+    early = raw_event("content_block_delta", {"index": 0, "delta": {"type": "input_json_delta", "partial_json": "{}"}})
+    _, error = await collect_until_error(
+        message_start() + early + tool(0, "toolu_a", "get_weather", '{"city": "Oslo"}') + ending("tool_use"),
+        tools=[WEATHER],
+    )
+    assert error.code == "invalid_upstream_response"
+
+
+@pytest.mark.parametrize("call", [{"id": "toolu_a", "input": {}}, {"id": 7, "name": "get_weather", "input": {}}])
+async def test_a_client_tool_block_without_a_string_id_and_name_is_an_invalid_upstream_response(
+    call: dict[str, Any],
+) -> None:
+    start = raw_event("content_block_start", {"index": 0, "content_block": {"type": "tool_use", **call}})
+    chunks, error = await collect_until_error(message_start() + start + ending("tool_use"), tools=[WEATHER])
+    assert error.code == "invalid_upstream_response"
+    assert tool_call_deltas(chunks) == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"type": "text", "text": 5},
+        {"type": "thinking", "signature": "sig"},
+        {"type": "tool_use", "id": "toolu_a", "input": {}},
+        {"type": "tool_use", "id": None, "name": "get_weather", "input": {}},
+    ],
+)
+def test_a_whole_answer_with_a_malformed_visible_block_is_an_invalid_upstream_response(bad: dict[str, Any]) -> None:
+    with pytest.raises(UpstreamError) as info:
+        parse(message({"type": "text", "text": "ok"}, bad))
+    assert info.value.code == "invalid_upstream_response" and info.value.action is Action.RETRY
+
+
+def test_a_whole_answer_passes_over_malformed_blocks_the_client_never_sees() -> None:
+    odd = {"type": "server_tool_use", "id": 7, "name": None, "input": "x"}
+    data = parse(message({"type": "text", "text": "ok"}, odd, {"type": "container_upload", "file_id": 3}))
+    assert data["choices"][0]["message"]["content"] == "ok" and "tool_calls" not in data["choices"][0]["message"]
+
+
+async def test_through_the_gateway_a_searched_answer_streams_as_plain_text() -> None:
+    """The client of the gateway sees the text and a `stop`, and nothing of the search."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=searched())
+
+    document = {
+        "providers": {"claude": {"type": "anthropic", "base_url": "https://anthropic.test", "api_key": KEY}},
+        "models": {"claude": {"routes": [{"provider": "claude", "model": MODEL}]}},
+        "retry": {"attempts": 1},
+    }
+    gateway = Gateway.from_config(document, environ={}, transport=httpx.MockTransport(answer))
+    driver = await drive(gateway, json={"model": "claude", "messages": [USER], "stream": True})
+    assert driver.status == 200 and driver.complete
+    payloads = driver.payloads()
+    assert payloads[-1] == b"[DONE]"
+    chunks = [orjson.loads(p) for p in payloads[:-1]]
+    assert all("error" not in c for c in chunks)
+    delta_list = [c["choices"][0]["delta"] for c in chunks]
+    assert not any("tool_calls" in d for d in delta_list)
+    assert "".join(d.get("content") or "" for d in delta_list) == "I'll search for that.It is sunny in Paris."
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"][0]["finish_reason"]] == ["stop"]
 
 
 # -- errors ---------------------------------------------------------------------------------------

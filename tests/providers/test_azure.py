@@ -135,3 +135,62 @@ async def test_gateway_with_azure_route_end_to_end() -> None:
     assert response.json()["choices"][0]["message"]["content"]
     assert seen[0].headers["api-key"] == "az-secret-key"
     assert "client-key" not in str(seen[0].headers)
+
+
+# -- deployment names -------------------------------------------------------------------------------
+
+
+def _url(provider: AzureProvider, deployment: str) -> httpx.URL:
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}
+    target = Target(provider=provider, model=deployment, public_model="gpt-4o")
+    return provider.build_request(parse_chat_request(orjson.dumps(body)), target).url
+
+
+@pytest.mark.parametrize(
+    ("deployment", "segment"),
+    [
+        ("my/../../admin", "my%2F..%2F..%2Fadmin"),
+        ("..", "%2E%2E"),
+        ("a b?c#d", "a%20b%3Fc%23d"),
+        ("gpt-4.1", "gpt-4.1"),
+    ],
+)
+def test_a_deployment_is_one_escaped_path_segment_even_in_a_hand_built_target(deployment: str, segment: str) -> None:
+    url = _url(_provider(), deployment)
+    assert url.raw_path.decode() == f"/openai/deployments/{segment}/chat/completions?api-version=2024-10-21"
+    assert url.host == "res.openai.azure.com"
+
+
+def _config(*deployments: str, api_version: str | None = None) -> dict[str, object]:
+    provider: dict[str, object] = {"type": "azure", "base_url": "https://res.openai.azure.com", "api_key": "k"}
+    if api_version:
+        provider["api_version"] = api_version
+    routes = [{"provider": "az", "model": d} for d in deployments]
+    return {"providers": {"az": provider}, "models": {"gpt-4.1": {"routes": routes}}}
+
+
+@pytest.mark.parametrize("api_version", [None, "v1"])
+def test_deployment_names_azure_would_refuse_are_refused_at_startup_by_route(api_version: str | None) -> None:
+    bad = ["my/../../admin", "x", "-lead", "a" * 65, "a b", "..", "ünï"]
+    with pytest.raises(ConfigError) as info:
+        Gateway.from_config(_config("prod", *bad, api_version=api_version), environ={})
+    problems = info.value.problems
+    assert len(problems) == len(bad), "every bad route is listed, the good one is not"
+    for i, (name, problem) in enumerate(zip(bad, problems, strict=True), start=1):
+        assert problem.startswith(f"models.gpt-4.1.routes[{i}].model: {name!r} is not an Azure deployment name")
+    assert "az-secret-key" not in str(info.value)
+
+
+def test_deployment_names_azure_accepts_build_a_gateway() -> None:
+    good = ["gpt-4.1", "prod_gpt-4o", "GPT4", "o3", "4o.mini-2024_08", "a" * 64]
+    gateway = Gateway.from_config(_config(*good), environ={})
+    entry = gateway.catalog.get("gpt-4.1")
+    assert entry is not None and [t.model for t in entry.targets] == good
+
+
+def test_other_providers_keep_model_names_azure_would_refuse() -> None:
+    config = {
+        "providers": {"router": {"type": "openai", "base_url": "https://router.test/v1", "api_key": "k"}},
+        "models": {"llama": {"routes": [{"provider": "router", "model": "meta-llama/llama-3.1-8b"}]}},
+    }
+    assert Gateway.from_config(config, environ={}).catalog.get("llama") is not None

@@ -143,6 +143,9 @@ def test_a_stream_asks_for_server_sent_events() -> None:
             "models/gemini-2.5-pro",
             "https://proxy.test/v1beta/models/gemini-2.5-pro:generateContent",
         ),
+        # A model name stays one path segment whatever it holds (only config can set it).
+        ("https://proxy.test", "../../admin", "https://proxy.test/v1beta/models/..%2F..%2Fadmin:generateContent"),
+        ("https://proxy.test", "..", "https://proxy.test/v1beta/models/%2E%2E:generateContent"),
     ],
 )
 def test_base_url_and_model_spellings(base_url: str, model: str, url: str) -> None:

@@ -6,6 +6,7 @@ Everything here is pure or fed from in-memory streams; the inputs are the genuin
 from __future__ import annotations
 
 import email.utils
+import importlib.metadata
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -27,6 +28,7 @@ from fakes import (
     sse_from_jsonl,
 )
 
+import routemw
 from routemw import (
     Action,
     ConfigError,
@@ -127,6 +129,23 @@ def test_organization_project_and_custom_headers_are_sent_and_no_key_means_no_au
     assert request.headers["x-custom"] == "1"
 
 
+def test_requests_name_routemw_and_its_version_and_ask_for_no_compression() -> None:
+    provider = make_provider()
+    request = provider.build_request(make_request(CHAT), make_target(provider))
+
+    assert request.headers["user-agent"] == f"routemw/{routemw.__version__}"
+    assert routemw.__version__ == importlib.metadata.version("routemw")
+    assert request.headers["accept-encoding"] == "identity"
+
+
+def test_configured_headers_replace_the_user_agent_and_accept_encoding() -> None:
+    provider = make_provider(headers={"User-Agent": "acme-gateway/2", "Accept-Encoding": "gzip"})
+    request = provider.build_request(make_request(CHAT), make_target(provider))
+
+    assert request.headers.get_list("user-agent") == ["acme-gateway/2"]
+    assert request.headers.get_list("accept-encoding") == ["gzip"]
+
+
 def test_without_a_base_url_the_request_goes_to_openai() -> None:
     provider = make_provider(base_url=None)
     request = provider.build_request(make_request(CHAT), make_target(provider))
@@ -203,6 +222,20 @@ def test_parse_response_refuses_what_is_not_a_chat_completion(body: bytes) -> No
     assert caught.value.provider == "up"
 
 
+@pytest.mark.parametrize(
+    "choices",
+    [[], [1, "a", None], [None], "not a list", {"0": {"message": {}}}, [{"index": 0, "finish_reason": "stop"}]],
+    ids=["empty", "scalars", "null", "string", "object", "no-message"],
+)
+def test_parse_response_refuses_a_completion_without_a_usable_choice(choices: Any) -> None:
+    completion = orjson.loads(recording("openai/completion-text.json"))
+    with pytest.raises(UpstreamError) as caught:
+        parse(make_provider(), orjson.dumps({**completion, "choices": choices}))
+
+    assert caught.value.code == "invalid_upstream_response"
+    assert caught.value.action is Action.RETRY
+
+
 # -- parse_stream -----------------------------------------------------------------------------
 
 STREAMS = [
@@ -274,6 +307,33 @@ async def test_parse_stream_raises_on_an_event_that_is_not_json() -> None:
         await collect(make_provider(), stream_response(b"data: {not json\n\n"))
 
     assert caught.value.code == "invalid_upstream_response"
+
+
+@pytest.mark.parametrize(
+    ("payload", "says"),
+    [
+        (b"null", "JSON null"),
+        (b"[1, 2]", "a JSON array"),
+        (b'"text"', "a JSON string"),
+        (b"42", "a JSON number"),
+        (b"true", "a JSON boolean"),
+        (b'{"id": "x", "choices": [1, "a", null]}', "not a list of objects"),
+        (b'{"id": "x", "choices": "none"}', "not a list of objects"),
+    ],
+)
+async def test_parse_stream_refuses_an_event_that_is_not_a_chunk_object(payload: bytes, says: str) -> None:
+    first = upstream_payloads(recording("openai/stream-text.sse"))[1]
+    sse = b"data: " + first + b"\n\ndata: " + payload + b"\n\n"
+    received: list[Chunk] = []
+    with pytest.raises(UpstreamError) as caught:
+        async for chunk in stream_chunks(make_provider(), stream_response(sse)):
+            received.append(chunk)
+
+    assert [c.raw for c in received] == [first]  # what came before still arrives
+    assert caught.value.code == "invalid_upstream_response"
+    assert caught.value.action is Action.RETRY
+    assert says in caught.value.message
+    assert "not JSON" not in caught.value.message
 
 
 @pytest.mark.parametrize(

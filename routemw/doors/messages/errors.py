@@ -19,12 +19,12 @@ error classes (limits, quotas) map without being listed here:
 One refinement by code: when the upstream said it is overloaded (Anthropic's
 `overloaded_error`, OpenAI's `server_is_overloaded`), on the only attempt or on every failed one,
 the answer is an `overloaded_error` even though routemw reports it as a 502. After the commit point of a stream the
-same error goes out as `event: error`. Messages are redacted like every error routemw renders.
+same error goes out as `event: error`. Messages are sent as they are, like every error routemw
+renders (upstream text was scrubbed where the error was made; see `routemw.errors`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Final
 
 import orjson
@@ -67,12 +67,12 @@ def error_status(exc: RouteMWError) -> int:
     return _OVERLOADED if error_type(exc) == "overloaded_error" else exc.status_code
 
 
-def error_body(exc: RouteMWError, request_id: str | None, redact: Callable[[str], str]) -> bytes:
-    body: dict[str, object] = {"type": "error", "error": {"type": error_type(exc), "message": redact(exc.message)}}
+def error_body(exc: RouteMWError, request_id: str | None) -> bytes:
+    body: dict[str, object] = {"type": "error", "error": {"type": error_type(exc), "message": exc.message}}
     if request_id is not None:
         body["request_id"] = request_id
     return orjson.dumps(body)
 
 
-def error_event(exc: RouteMWError, redact: Callable[[str], str]) -> bytes:
-    return b"event: error\ndata: " + error_body(exc, None, redact) + b"\n\n"
+def error_event(exc: RouteMWError) -> bytes:
+    return b"event: error\ndata: " + error_body(exc, None) + b"\n\n"

@@ -8,7 +8,8 @@ Two cases, told apart by the first chunk:
   inside someone else's event sequence, so it is left out; a middleware that must change what
   an Anthropic client sees of a passthrough stream builds chunks with `native` set.
 - **Translated** (any other route): OpenAI chunks are rendered as events, a state machine
-  written for Anthropic's grammar. `message_start` (with the public model id, and input usage
+  written for Anthropic's grammar. `message_start` (with the model the answer reports, the public
+  id unless the model's `response_model` is `upstream`, and input usage
   estimated from the request since OpenAI-shaped upstreams report usage only at the end; a
   missing or zeroed usage there broke strict clients) comes with the first chunk. Each run of
   text, reasoning (only when the client asked for thinking) or one tool call is a block:
@@ -24,7 +25,7 @@ envelope, and nothing follows it (no `message_stop`), as Anthropic's own streams
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 import orjson
@@ -51,6 +52,7 @@ class MessageEvents:
         "_block",
         "_blocks",
         "_finish",
+        "_follow",
         "_input_estimate",
         "_kind",
         "_model",
@@ -65,8 +67,9 @@ class MessageEvents:
 
     ping = PING
 
-    def __init__(self, *, model: str, input_estimate: int, thinking: bool) -> None:
+    def __init__(self, *, model: str, input_estimate: int, thinking: bool, follow_upstream: bool = False) -> None:
         self._model = model
+        self._follow = follow_upstream  # report the name the first chunk gives, when it gives one
         self._input_estimate = input_estimate
         self._thinking = thinking
         self._native: bool | None = None  # decided by the first chunk
@@ -112,8 +115,8 @@ class MessageEvents:
         out.append(b'event: message_stop\ndata: {"type":"message_stop"}\n\n')
         return b"".join(out)
 
-    def error(self, exc: RouteMWError, redact: Callable[[str], str]) -> bytes:
-        return error_event(exc, redact)
+    def error(self, exc: RouteMWError) -> bytes:
+        return error_event(exc)
 
     # -- rendering OpenAI chunks
 
@@ -121,6 +124,7 @@ class MessageEvents:
         if self._started:
             return
         self._started = True
+        named = data.get("model") if self._follow and data is not None else None
         usage = {
             "input_tokens": self._input_estimate,
             "cache_creation_input_tokens": 0,
@@ -131,7 +135,7 @@ class MessageEvents:
             "id": message_id(data.get("id") if data is not None else None),
             "type": "message",
             "role": "assistant",
-            "model": self._model,
+            "model": named if isinstance(named, str) else self._model,
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,

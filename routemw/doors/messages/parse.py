@@ -35,19 +35,30 @@ OpenAI client's request goes through. Decisions:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
 import orjson
 
 from ...chat import ChatRequest
+from ...duplicate_keys import first_duplicate_key
 from ...errors import InvalidRequestError
 from ...native import NativeRequest
 from .ids import to_openai
 
-__all__ = ["FORWARDED_HEADERS", "PROTOCOL", "check", "check_count", "parse_messages_request", "reasoning_effort"]
+__all__ = [
+    "FORWARDED_HEADERS",
+    "PROTOCOL",
+    "check",
+    "check_count",
+    "decode",
+    "parse_messages_request",
+    "reasoning_effort",
+]
 
 PROTOCOL: Final = "anthropic"
+_INDEX: Final = re.compile(r"\[(\d+)\]")
 FORWARDED_HEADERS: Final = ("anthropic-version", "anthropic-beta")
 
 _KNOWN: Final = frozenset(
@@ -74,8 +85,8 @@ _THINKING: Final = frozenset({"enabled", "disabled", "adaptive"})
 _EFFORTS: Final = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 
 
-def parse_messages_request(raw: bytes, headers: Mapping[str, str]) -> ChatRequest:
-    """Decode, check and translate a `/v1/messages` body; `InvalidRequestError` names the field."""
+def decode(raw: bytes) -> dict[str, Any]:
+    """The JSON object of a request body, refused when it is not one or repeats a key."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -84,6 +95,21 @@ def parse_messages_request(raw: bytes, headers: Mapping[str, str]) -> ChatReques
         ) from exc
     if not isinstance(body, dict):
         raise InvalidRequestError("The request body must be a JSON object.", code="invalid_json")
+    # The checks below read the last of two equal keys, while an Anthropic route is sent the
+    # client's bytes with both: what was checked and what the upstream reads could differ.
+    try:
+        path = first_duplicate_key(raw, body)
+    except RecursionError:
+        raise InvalidRequestError("The JSON body of your request is nested too deeply.", code="invalid_json") from None
+    if path is not None:
+        param = _INDEX.sub(r".\1", path)  # `messages[0].role` as this door names fields: `messages.0.role`
+        raise InvalidRequestError(f"{param}: Duplicate key; send each key once.", param=param, code="duplicate_key")
+    return body
+
+
+def parse_messages_request(raw: bytes, headers: Mapping[str, str]) -> ChatRequest:
+    """Decode, check and translate a `/v1/messages` body; `InvalidRequestError` names the field."""
+    body = decode(raw)
     check(body)
     reader = _Reader()
     canonical = reader.request(body)

@@ -27,7 +27,9 @@ families and the non-streaming answer. Decisions taken here:
   past the capability check (1, false) need nothing sent, and the `top_k` extension.
 - Answers keep Anthropic's `msg_...` id and model name, as the passthrough adapter keeps
   OpenAI's; text blocks are joined with nothing between them (they are consecutive pieces of one
-  text, split by citations); tool inputs become compact JSON arguments.
+  text, split by citations); tool inputs become compact JSON arguments. Server-tool blocks and
+  every other type without an OpenAI form are left out, and a malformed block the client would
+  see is an invalid upstream response: the same rules as the stream's (see `stream`).
 - A request that came through the Messages door (`request.native`, protocol `anthropic`) is not
   translated at all: `passthrough` sends the client's own body and hands back the upstream's
   own answer beside its OpenAI reading. `/v1/messages/count_tokens` is asked of the same
@@ -212,16 +214,29 @@ class AnthropicProvider(HTTPProvider):
         data = json_or_none(body)
         if not isinstance(data, dict) or data.get("type") != "message" or not isinstance(data.get("content"), list):
             raise invalid_response(self._name, "a response that is not a message")
+        # A passthrough client sees the blocks as they are, so it is owed the same check.
+        malformed = _malformed_block(data["content"])
+        if malformed is not None:
+            raise invalid_response(self._name, malformed)
         if passes_through(self, request.native):
-            native = message_with_model(body, data, target.public_model)
-            return Completion(data=_completion(data, target.model, None), native=native)
+            # The upstream's own bytes, naming its own model like `data` does; the dispatcher
+            # asks `completion_with_model` for the public name (`response_model`).
+            return Completion(data=_completion(data, target.model, None), native=body)
         json_tool = JSON_TOOL if uses_json_tool(effective_body(request, target)) else None
         return Completion(data=_completion(data, target.model, json_tool))
+
+    def completion_with_model(self, completion: Completion, model: str) -> Completion:
+        """`completion` reporting `model`, its passthrough bytes included (the dispatcher's hook
+        for `response_model`, which would otherwise drop them with `Completion.replace`)."""
+        if completion.native is None:
+            return completion.replace({**completion.data, "model": model})
+        native = message_with_model(completion.native, completion.data.get("model"), model)
+        return Completion({**completion.data, "model": model}, headers=completion.headers, native=native)
 
     def stream_translator(self, request: ChatRequest, target: Target) -> StreamTranslator:
         if passes_through(self, request.native):
             machine = AnthropicStream(self._name, target.model, include_usage=request.include_usage)
-            return NativeStream(machine, target.public_model)
+            return NativeStream(machine)
         json_tool = JSON_TOOL if uses_json_tool(effective_body(request, target)) else None
         return _Translator(
             AnthropicStream(self._name, target.model, include_usage=request.include_usage, json_tool=json_tool)
@@ -238,6 +253,10 @@ class _Translator(SSETranslator):
         super().__init__()
         self._machine = machine
 
+    def report_model(self, model: str) -> None:
+        """Chunks say `model` as they are made (the dispatcher's hook for `response_model`)."""
+        self._machine.report_model(model)
+
     def event(self, event: ServerSentEvent) -> list[Chunk]:
         chunks = self._machine.feed(event)
         self.finished = self._machine.done
@@ -245,6 +264,17 @@ class _Translator(SSETranslator):
 
     def end(self) -> list[Chunk]:
         return self._machine.close()
+
+
+def _malformed_block(content: list[Any]) -> str | None:
+    """What is wrong with a block the client would see, by the stream's rule (see `stream`)."""
+    for block in content:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind in ("text", "thinking") and not isinstance(block.get(kind), str):
+            return f"a {kind} block whose {kind} is not a string"
+        if kind == "tool_use" and not all(isinstance(block.get(k), str) and block[k] for k in ("id", "name")):
+            return "a tool_use block without a string id and name"
+    return None  # other blocks (server tools, their results, future types) are left out unread
 
 
 def _completion(data: dict[str, Any], model: str, json_tool: str | None) -> dict[str, Any]:
@@ -255,9 +285,9 @@ def _completion(data: dict[str, Any], model: str, json_tool: str | None) -> dict
     for block in data["content"]:
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
-            texts.append(str(block.get("text", "")))
+            texts.append(block["text"])
         elif kind == "thinking":
-            thoughts.append(str(block.get("thinking", "")))
+            thoughts.append(block["thinking"])
         elif kind == "tool_use":
             arguments = orjson.dumps(block.get("input") or {}).decode()
             if json_tool is not None and block.get("name") == json_tool and json_content is None:

@@ -15,7 +15,9 @@ survive, because nothing here reads them. Decisions:
   place of the provider's configured ones; betas configured on the provider and not named by
   the client are added after the client's. Headers the operator set in the provider's
   `headers` still win, as they do for every request. The client's credentials never travel.
-- On the way out only `model` changes, to the public model id the route serves. It is spliced
+- On the way out only `model` changes, to the public model id when the model's `response_model`
+  is `public` (the default; the dispatcher asks for it through `report_model` on the stream and
+  `completion_with_model` on the adapter, and with `upstream` nothing changes). It is spliced
   into the upstream's bytes: found cheaply as the first `"model"` key before the first
   `"content"` key (Anthropic writes `id`, `type`, `role`, `model`, then `content`); in a body
   ordered otherwise, the first `"model"` key with the upstream's value whose splice decodes to
@@ -31,7 +33,6 @@ survive, because nothing here reads them. Decisions:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Final
 
 import orjson
@@ -109,13 +110,13 @@ def _skip(raw: bytes, at: int) -> int:
     return at
 
 
-def message_with_model(raw: bytes, data: Mapping[str, Any], public_model: str) -> bytes:
-    """A `message` body with the public model id, spliced when possible."""
-    spliced = with_model(raw, data.get("model"), public_model)
+def message_with_model(raw: bytes, upstream_model: Any, public_model: str) -> bytes:
+    """A `message` body (naming `upstream_model`) with the public model id, spliced when possible."""
+    spliced = with_model(raw, upstream_model, public_model)
     if spliced is not None:
         return spliced
+    data = orjson.loads(raw)  # only for a body ordered unlike Anthropic's
     wanted = {**data, "model": public_model}
-    upstream_model = data.get("model")
     if isinstance(upstream_model, str):
         value = orjson.dumps(upstream_model)
         at = raw.find(_MODEL)
@@ -140,17 +141,22 @@ def _splice_at(raw: bytes, key: int, value: bytes, public_model: str) -> bytes |
 class NativeStream(SSETranslator):
     """An Anthropic stream passed on event by event, each also read into OpenAI chunks."""
 
-    def __init__(self, machine: AnthropicStream, public_model: str) -> None:
+    def __init__(self, machine: AnthropicStream) -> None:
         super().__init__()
         self._machine = machine
-        self._public_model = public_model
+        self._public_model: str | None = None  # None: the upstream's name stays
+
+    def report_model(self, model: str) -> None:
+        """Say `model` in `message_start` and in every chunk (the dispatcher's `response_model` hook)."""
+        self._public_model = model
+        self._machine.report_model(model)
 
     def event(self, event: ServerSentEvent) -> list[Chunk]:
         chunks = self._machine.feed(event)  # raises the classified error for `event: error`
         self.finished = self._machine.done
         data = event.data
-        if event.event == "message_start":
-            data = self._start(data)
+        if event.event == "message_start" and self._public_model is not None:
+            data = self._start(data, self._public_model)
         framed = encode_data(data)
         if event.event != "message":  # an event without a name line stays without one
             framed = b"event: " + event.event.encode() + b"\n" + framed
@@ -164,12 +170,12 @@ class NativeStream(SSETranslator):
         # no event of its own to show an Anthropic client.
         return [Chunk(c.data, native=b"") for c in self._machine.close()]
 
-    def _start(self, data: bytes) -> bytes:
+    def _start(self, data: bytes, model: str) -> bytes:
         payload = orjson.loads(data)  # the machine has parsed it already: it is a JSON object
         message = payload.get("message") if isinstance(payload, dict) else None
         if not isinstance(message, dict):
             return data
-        spliced = with_model(data, message.get("model"), self._public_model)
+        spliced = with_model(data, message.get("model"), model)
         if spliced is not None:
             return spliced
-        return orjson.dumps({**payload, "message": {**message, "model": self._public_model}})
+        return orjson.dumps({**payload, "message": {**message, "model": model}})

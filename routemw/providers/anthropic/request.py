@@ -46,7 +46,7 @@ from typing import Any, Final
 import orjson
 
 from ...chat import ChatRequest
-from ...errors import InvalidRequestError
+from ...errors import InvalidRequestError, echo
 from ..base import Target
 
 __all__ = ["JSON_OBJECT_SCHEMA", "JSON_TOOL", "anthropic_body", "effective_body", "tool_id", "uses_json_tool"]
@@ -205,7 +205,9 @@ def _part_text(part: Mapping[str, Any], path: str) -> str:
 
 def _unsupported_part(kind: str, path: str) -> InvalidRequestError:
     return InvalidRequestError(
-        f"Content parts of type '{kind}' cannot be sent to Anthropic.", param=f"{path}.type", code="unsupported_value"
+        f"Content parts of type '{echo(kind)}' cannot be sent to Anthropic.",
+        param=f"{path}.type",
+        code="unsupported_value",
     )
 
 

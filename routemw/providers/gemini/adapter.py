@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 from types import MappingProxyType
 from typing import Any, Final
-from urllib.parse import quote
 
 import httpx
 import orjson
@@ -38,7 +37,7 @@ from ...http.sse import ServerSentEvent
 from ...reply import Chunk, Completion
 from ..base import StreamTranslator, Target
 from ..classify import invalid_response, json_or_none
-from ..http_provider import HTTPProvider
+from ..http_provider import HTTPProvider, path_segment
 from ..normalize import normalize_openai
 from ..sse_translator import SSETranslator
 from .errors import error_from_body, error_payload, gemini_error
@@ -144,7 +143,7 @@ class GeminiProvider(HTTPProvider):
         body = gemini_body(normalize_openai(request.body, target), model)
         url = self._urls.get((model, request.stream))
         if url is None:
-            resource = f"{self._root}/models/{quote(model, safe='')}"
+            resource = f"{self._root}/models/{path_segment(model)}"
             if request.stream:
                 url = httpx.URL(f"{resource}:streamGenerateContent", params={"alt": "sse"})
             else:

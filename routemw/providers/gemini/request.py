@@ -43,7 +43,7 @@ from typing import Any, Final
 
 import orjson
 
-from ...errors import InvalidRequestError
+from ...errors import InvalidRequestError, echo
 
 __all__ = ["SKIP_SIGNATURE", "gemini_body", "thought_signature"]
 
@@ -159,7 +159,7 @@ class _Turns:
         call_id = message.get("tool_call_id")
         if not isinstance(call_id, str) or call_id not in self.names:
             raise InvalidRequestError(
-                f"'{path}' answers tool call {call_id!r}, but no earlier assistant message made that call; "
+                f"'{path}' answers tool call {echo(repr(call_id))}, but no earlier assistant message made that call; "
                 "Gemini needs the function's name, which only that call carries.",
                 param=f"{path}.tool_call_id",
             )
@@ -193,7 +193,8 @@ def _function_call(function: Mapping[str, Any], path: str) -> dict[str, Any]:
         args = arguments
     if not isinstance(args, dict):
         raise InvalidRequestError(
-            f"'{path}.arguments' must be a JSON object for Gemini, got {arguments!r}.", param=f"{path}.arguments"
+            f"'{path}.arguments' must be a JSON object for Gemini, got {echo(repr(arguments))}.",
+            param=f"{path}.arguments",
         )
     return {"name": function["name"], "args": args}
 
@@ -223,7 +224,7 @@ def _texts(content: Any, path: str, *, keep_empty: bool = False) -> list[str]:
                 texts.append(part[kind])
         else:
             raise InvalidRequestError(
-                f"Content parts of type {kind!r} are not supported here by Gemini.", param=f"{path}[{j}]"
+                f"Content parts of type {echo(repr(kind))} are not supported here by Gemini.", param=f"{path}[{j}]"
             )
     return texts
 
@@ -253,7 +254,9 @@ def _user_parts(content: Any, path: str) -> list[dict[str, Any]]:
                 )
             parts.append(_media(data, f"{part_path}.file.file_data", default_type="application/octet-stream"))
         else:
-            raise InvalidRequestError(f"Content parts of type {kind!r} are not supported by Gemini.", param=part_path)
+            raise InvalidRequestError(
+                f"Content parts of type {echo(repr(kind))} are not supported by Gemini.", param=part_path
+            )
     return parts
 
 
@@ -316,7 +319,7 @@ def _tool_config(choice: Any) -> dict[str, Any] | None:
     function = choice.get("function") if isinstance(choice, Mapping) else None
     if isinstance(function, Mapping) and isinstance(function.get("name"), str):
         return {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": [function["name"]]}}
-    raise InvalidRequestError(f"Gemini cannot express tool_choice {choice!r}.", param="tool_choice")
+    raise InvalidRequestError(f"Gemini cannot express tool_choice {echo(repr(choice))}.", param="tool_choice")
 
 
 def _generation_config(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -360,4 +363,4 @@ def _response_format(response_format: Any) -> dict[str, Any]:
         if isinstance(schema, Mapping):
             out["responseJsonSchema"] = schema
         return out
-    raise InvalidRequestError(f"Gemini cannot express response_format {kind!r}.", param="response_format")
+    raise InvalidRequestError(f"Gemini cannot express response_format {echo(repr(kind))}.", param="response_format")

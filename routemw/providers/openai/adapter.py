@@ -15,6 +15,12 @@ every capability unknown. The base URL alone cannot tell a proxy in front of Ope
 Responses keep the upstream's bytes as well. Stream chunks are decoded (to find errors, the
 finish, and to skip Azure-style `choices: []` preambles) but forwarded as the upstream framed
 them unless something changed.
+
+Success is checked for the least a client can use, on the dicts that are parsed anyway (a few
+`isinstance` calls per chunk): a completion's `choices` is a non-empty list of objects with at
+least one `message`; a chunk is an object whose `choices`, when present, is a list of objects
+(the usage chunk's `[]` included). Anything else is an invalid upstream response, retried or
+passed to the next route like an error status, rather than relayed as a junk success.
 """
 
 from __future__ import annotations
@@ -98,27 +104,36 @@ class OpenAIProvider(HTTPProvider):
 
     def parse_response(self, response: httpx.Response, body: bytes, request: ChatRequest, target: Target) -> Completion:
         data = json_or_none(body)
-        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        if not isinstance(data, dict) or not _is_completion(data.get("choices")):
             raise invalid_response(self._name, "a response that is not a chat completion")
         return Completion(data=data, raw=body)
 
     def stream_translator(self, request: ChatRequest, target: Target) -> StreamTranslator:
         return OpenAIStream(self)
 
-    def _chunk(self, data: bytes) -> Chunk | None:
-        payload = json_or_none(data)
-        if payload is None:
-            raise invalid_response(self._name, "a stream event that is not JSON")
+    def _chunk(self, data: bytes, model: str | None = None) -> Chunk | None:
+        """The chunk in `data`, or None for one with nothing for the client; `model` renames it."""
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise invalid_response(self._name, "a stream event that is not JSON") from None
         if not isinstance(payload, dict):
-            return None
+            raise invalid_response(self._name, f"a stream event that is {_json_kind(payload)}, not a chunk object")
         if payload.get("error"):
             # An error inside a 200 stream (OpenRouter, vLLM and others do this).
             raise self._classify(payload, status=None, headers=None)
         choices = payload.get("choices")
+        if choices is not None and not _is_choice_list(choices):
+            raise invalid_response(self._name, "a stream chunk whose `choices` is not a list of objects")
         if not choices and payload.get("usage") is None:
             # A preamble with nothing for the client (Azure's prompt_filter_results chunk),
             # or a keep-alive-like empty chunk: never forwarded.
             return None
+        if model is not None and payload.get("model", model) != model:
+            # Set on the dict parsed just now, before a Chunk exists: the cheapest exact rename
+            # (one re-encode of this chunk, no copy; see `routemw.dispatch._renamed`).
+            payload["model"] = model
+            return Chunk(data=payload)
         return Chunk(data=payload, raw=data)
 
     def error_from_response(self, response: httpx.Response, body: bytes) -> UpstreamError:
@@ -165,12 +180,17 @@ class OpenAIStream(SSETranslator):
         super().__init__()
         self._provider = provider
         self._saw_finish = False
+        self._model: str | None = None
+
+    def report_model(self, model: str) -> None:
+        """Make every chunk say `model` (the dispatcher's optional hook for `response_model`)."""
+        self._model = model
 
     def event(self, event: ServerSentEvent) -> list[Chunk]:
         if event.data == _DONE:
             self.finished = True
             return []
-        chunk = self._provider._chunk(event.data)
+        chunk = self._provider._chunk(event.data, self._model)
         if chunk is None:
             return []
         self._saw_finish = self._saw_finish or _has_finish(chunk.data)
@@ -219,6 +239,30 @@ def _status_from_fields(fields: Mapping[str, Any]) -> int | None:
     if isinstance(code, str) and code.isdigit() and len(code) == 3:
         return int(code)
     return None
+
+
+def _json_kind(value: Any) -> str:
+    # Named by kind, never quoted: the event's bytes are the upstream's, and do not belong in an error.
+    if value is None:
+        return "JSON null"
+    if isinstance(value, bool):
+        return "a JSON boolean"
+    if isinstance(value, list):
+        return "a JSON array"
+    return "a JSON string" if isinstance(value, str) else "a JSON number"
+
+
+def _is_choice_list(choices: Any) -> bool:
+    return isinstance(choices, list) and all(isinstance(choice, dict) for choice in choices)
+
+
+def _is_completion(choices: Any) -> bool:
+    """The least a client can use: `choices` a list of objects, at least one with a `message`."""
+    return (
+        _is_choice_list(choices)
+        and bool(choices)
+        and any(isinstance(choice.get("message"), dict) for choice in choices)
+    )
 
 
 def _has_finish(data: Mapping[str, Any]) -> bool:

@@ -7,6 +7,15 @@ the GA version that accepts `stream_options` and `seed`) requests go to
 travels as `model`. `base_url` is the resource origin (`https://RESOURCE.openai.azure.com`) and
 has no default, since every resource has its own.
 
+Deployment names: 2 to 64 characters, a letter or digit first, then letters, digits, `-`, `_`
+and `.` (`gpt-4.1` is a common name). That is the rule Azure documents for the resource that
+holds the deployments, and the characters Azure accepts in deployment names; a route whose
+`model` breaks it is refused at startup (`models.<name>.routes[i].model`), in both URL forms,
+since Azure could never serve it. The deployment is also escaped as one path segment (and a
+name of dots alone, which the rule already refuses, has its dots escaped too, or URL
+normalisation would turn it into `..`), so a `Target` built by hand cannot leave the
+`deployments/` path either.
+
 Streams: Azure opens with a `choices: []` chunk carrying only `prompt_filter_results` (dropped by
 the OpenAI adapter) and, in asynchronous-filter mode, ends with annotation-only chunks (empty
 `id`, empty deltas, no finish) after the finish chunk; those carry nothing for an OpenAI client
@@ -17,6 +26,7 @@ route would send the same prompt).
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any, Final
@@ -28,6 +38,7 @@ from ...config import ProviderConfig
 from ...errors import ConfigError
 from ...reply import Chunk
 from ..base import Target
+from ..http_provider import path_segment
 from .adapter import OpenAIProvider
 from .profiles import official_profile
 
@@ -36,6 +47,7 @@ __all__ = ["AzureProvider", "register"]
 DEFAULT_API_VERSION: Final = "2024-10-21"
 # api-versions before this reject `stream_options` (openai/openai-python#1469).
 _STREAM_OPTIONS_SINCE: Final = "2024-09-01"
+_DEPLOYMENT: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{1,63}")
 
 
 class AzureProvider(OpenAIProvider):
@@ -59,13 +71,21 @@ class AzureProvider(OpenAIProvider):
         # Key auth uses `api-key`; Entra ID tokens go in `headers: {Authorization: "Bearer ..."}`.
         return {"api-key": config.api_key} if config.api_key else {}
 
+    def model_name_problem(self, model: str) -> str | None:
+        if _DEPLOYMENT.fullmatch(model):
+            return None
+        return (
+            f"{model!r} is not an Azure deployment name (2-64 characters: a letter or digit, "
+            "then letters, digits, '-', '_' or '.')"
+        )
+
     def url_for(self, target: Target) -> httpx.URL:
         if self._api_version == "v1":
             return self._url
         url = self._urls.get(target.model)
         if url is None:
             url = httpx.URL(
-                f"{self._base_url}/openai/deployments/{target.model}/chat/completions",
+                f"{self._base_url}/openai/deployments/{path_segment(target.model)}/chat/completions",
                 params={"api-version": self._api_version},
             )
             self._urls[target.model] = url
@@ -80,8 +100,8 @@ class AzureProvider(OpenAIProvider):
             return replace(profile, support=support, stream_options=False)
         return profile
 
-    def _chunk(self, data: bytes) -> Chunk | None:
-        chunk = super()._chunk(data)
+    def _chunk(self, data: bytes, model: str | None = None) -> Chunk | None:
+        chunk = super()._chunk(data, model)
         if chunk is None or chunk.data.get("id") or chunk.data.get("usage"):
             return chunk
         # Annotation-only chunks of the asynchronous content filter: no id, nothing said.
