@@ -15,7 +15,10 @@ alike, and results are reported as ratios within the run:
 - a soak through routemw with its RSS sampled, reporting growth after warm-up;
 - a second routemw (on uvicorn) with limits on the key, the model and the route (high enough
   never to refuse, so every request pays for admission, headers and settlement), and its JSON
-  throughput as a ratio to routemw without limits.
+  throughput as a ratio to routemw without limits;
+- the Messages door (`/v1/messages`): Anthropic in and Anthropic out (the passthrough) and
+  Anthropic in, OpenAI out (translated both ways), each as a ratio to routemw's OpenAI
+  passthrough in the same run.
 
 `--scenario streams` is the stream-scale run instead (`streams_scenario`): 2,000 concurrent
 slow streams, a quarter of the clients leaving mid-stream, on each server.
@@ -160,7 +163,9 @@ class Tally:
 
 
 def load(target: Target, *, stream: bool, concurrency: int, count: int) -> tuple[dict[str, Any], float]:
-    body = {"model": target.model, "messages": [{"role": "user", "content": "Say something."}], "max_tokens": 64}
+    # The same request in either protocol (Anthropic's also needs `max_tokens`, so both send it).
+    body: dict[str, Any] = {"model": target.model, "max_tokens": 64}
+    body["messages"] = [{"role": "user", "content": "Say something."}]
     if stream:
         body["stream"] = True
     command = [
@@ -287,6 +292,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             gateways.append(target)
             if anthropic and server == "uvicorn":
                 targets.append(Target("routemw -> anthropic", port, gateway.pid, "claude", auth, server=server))
+                messages = "/v1/messages"
+                for name, model in (("messages -> anthropic", "claude"), ("messages -> openai", "gpt-4o")):
+                    targets.append(Target(name, port, gateway.pid, model, auth, path=messages, server=server))
         port = free_port()
         config = Path(tmp) / "routemw-limited.json"
         config.write_text(json.dumps(routemw_config(upstream_port, port, anthropic, limited=True)))
@@ -338,9 +346,14 @@ def report(targets: list[Target], args: argparse.Namespace) -> None:
                 f"{lat.percentile(lat.firsts, 0.5):.2f} | {cpu:.2f} | {t.errors + lat.errors} |"
             )
         print()
+        passthrough = throughput["routemw"].rate()
+        for name in ("messages -> anthropic", "messages -> openai"):
+            if name in throughput and passthrough:
+                print(f"{name}: {throughput[name].rate() / passthrough:.2f}x routemw's OpenAI passthrough @32")
         if not stream and "routemw + limits" in throughput:
             ratio = throughput["routemw + limits"].rate() / throughput["routemw"].rate()
-            print(f"limits: JSON req/s @32 with limits on key, model and route = {ratio:.2f}x routemw without\n")
+            print(f"limits: JSON req/s @32 with limits on key, model and route = {ratio:.2f}x routemw without")
+        print()
 
 
 def soak(target: Target, total: int) -> None:

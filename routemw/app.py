@@ -1,9 +1,14 @@
 """`Gateway`: the ASGI application, and the one place where the parts are put together.
 
-It is a plain ASGI callable rather than a Starlette app: it has three endpoints, and on the hot
-path every layer counts. It works mounted anywhere (a mounted app never receives lifespan
-events, so the upstream transport is created lazily on first use) and can still be tied to a
-host's lifespan with `async with gateway:` or `Starlette(lifespan=gateway.lifespan)`.
+It is a plain ASGI callable rather than a Starlette app: it has a handful of endpoints, and on
+the hot path every layer counts. Each inbound protocol is a door (`routemw.doors`): OpenAI chat
+completions, and Anthropic's Messages API at `/v1/messages`. The gateway does the same for both
+(`_serve`): the drain's interrupt, authentication before the body, the body limit, the
+disconnect watch, the pipeline, the usage meter and record; the door reads the request and
+writes the reply and every error, those of the gateway's own steps included. It works mounted
+anywhere (a mounted app never receives lifespan events, so the upstream transport is created
+lazily on first use) and can still be tied to a host's lifespan with `async with gateway:` or
+`Starlette(lifespan=gateway.lifespan)`.
 """
 
 from __future__ import annotations
@@ -25,13 +30,15 @@ import orjson
 
 from .accounts import Account, Authenticator, ConfigKeyStore, KeyStore, ScopeResolver
 from .cancellation import DisconnectWatch
-from .chat import parse_chat_request
 from .config import BUILTIN_PROVIDERS, GatewayConfig, ProviderConfig, default_document, load_config
 from .dispatch import Dispatcher
+from .doors.base import Door
+from .doors.messages import COUNT_TOKENS_PATH, MESSAGES_PATH, MessagesDoor
+from .doors.openai import OpenAIDoor
 from .errors import ConfigError, MethodNotAllowedError, NotFoundError, RouteMWError, echo
 from .http.asgi import Receive, Scope, Send, client_path, route_path
 from .http.body import ClientDisconnected, read_body
-from .http.responses import INTERNAL_ERROR, send_error, send_json, send_stream
+from .http.responses import INTERNAL_ERROR, send_json
 from .http.transport import default_transport
 from .limits import LimitMiddleware, Limits, LimitStore, RouteGate
 from .middleware import (
@@ -187,6 +194,16 @@ class Gateway:
         prefix = f"req_{uuid.uuid4().hex[:12]}"
         counter = itertools.count(1)
         self._next_request_id: Callable[[], str] = lambda: f"{prefix}{next(counter):012x}"
+        keepalive = config.server.keepalive
+        self._openai_door = OpenAIDoor(keepalive=keepalive)
+        self._messages_door = MessagesDoor(
+            keepalive=keepalive,
+            authenticator=self.authenticator,
+            catalog=self.catalog,
+            transport=self._get_transport,
+            max_body_bytes=config.server.max_body_bytes,
+            upstream_limits=config.upstream,
+        )
 
     @classmethod
     def from_config(
@@ -312,12 +329,18 @@ class Gateway:
         response_headers = {"x-request-id": request_id}
         path = route_path(scope)
         method = scope["method"]
+        # The door is known from the path alone, before anything can fail, so that every error
+        # (the refusal while draining, a 401 before the body, a 405) is in the client's protocol.
+        door: Door = self._messages_door if path in (MESSAGES_PATH, COUNT_TOKENS_PATH) else self._openai_door
         try:
             if self._in_flight.closing:
                 raise ServerShuttingDownError()
-            if path == "/v1/chat/completions":
+            if path == "/v1/chat/completions" or path == MESSAGES_PATH:
                 _require_method(method, "POST")
-                await self._chat(scope, receive, send, headers, request_id)
+                await self._serve(scope, receive, send, headers, request_id, door)
+            elif path == COUNT_TOKENS_PATH:
+                _require_method(method, "POST")
+                await self._count_tokens(scope, receive, send, {**headers, **response_headers})
             elif path == "/v1/models":
                 _require_method(method, "GET")
                 account = await self.authenticator.authenticate(headers, scope)
@@ -338,9 +361,12 @@ class Gateway:
         except (ClientDisconnected, OSError):
             return  # the client left; ASGI 2.4 servers say so by raising OSError from `send`
         except RouteMWError as exc:
-            await send_error(send, exc, response_headers)
+            await door.send_error(send, exc, response_headers)
 
-    async def _chat(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], request_id: str) -> None:
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], request_id: str, door: Door
+    ) -> None:
+        """One call through the pipeline, for any door: the door reads the request and writes the answer."""
         # Every wait the request makes is in a region a drain can interrupt (`routemw.shutdown`),
         # so a server shutting down never has to cut the request itself.
         interrupt = self._in_flight.enter()
@@ -357,12 +383,12 @@ class Gateway:
                 account = await self.authenticator.authenticate(headers, scope)
                 raw = await read_body(scope, receive, self.config.server.max_body_bytes)
             call = Call(
-                request=parse_chat_request(raw), request_id=request_id, headers=headers, scope=scope, account=account
+                request=door.parse(raw, headers), request_id=request_id, headers=headers, scope=scope, account=account
             )
             if self._recording:
                 call.meter = Meter()
             call.response_headers["x-request-id"] = request_id
-            status, error = await self._answer(call, receive, send, interrupt)
+            status, error = await self._answer(call, receive, send, interrupt, door)
         except RouteMWError as exc:
             status, error = exc.status_code, exc.code
             raise
@@ -371,8 +397,17 @@ class Gateway:
             if self._recording:
                 await self._record(call, request_id, arrived, status, error)
 
+    async def _count_tokens(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        """`/v1/messages/count_tokens`, outside the pipeline but inside the drain like every request."""
+        interrupt = self._in_flight.enter()
+        try:
+            async with interrupt:
+                await self._messages_door.count_tokens(scope, receive, send, headers)
+        finally:
+            self._in_flight.leave(interrupt)
+
     async def _answer(
-        self, call: Call, receive: Receive, send: Send, interrupt: Interrupt
+        self, call: Call, receive: Receive, send: Send, interrupt: Interrupt, door: Door
     ) -> tuple[int | None, str | None]:
         """Run the pipeline and send what it gives; the status and error code the client got.
 
@@ -391,25 +426,22 @@ class Gateway:
             except RouteMWError as exc:
                 if call.attempts:
                     call.response_headers.setdefault("x-routemw-attempts", str(len(call.attempts)))
-                await send_error(send, exc, call.response_headers)
+                await door.send_error(send, exc, call.response_headers)
                 status, error = exc.status_code, exc.code
             except Exception:
                 logger.exception("routemw: request %s failed inside the gateway", request_id)
-                await send_error(send, INTERNAL_ERROR, call.response_headers)
+                await door.send_error(send, INTERNAL_ERROR, call.response_headers)
                 status, error = INTERNAL_ERROR.status_code, INTERNAL_ERROR.code
             else:
-                response_headers = {**call.response_headers, **reply.headers}
                 meter = call.meter
+                # Usage is read from the OpenAI-shaped `data` every reply carries, whichever door
+                # renders it, so limits and usage records never depend on the client's protocol.
                 if isinstance(reply, Completion):
                     if meter is not None and meter.counts is None:
                         meter.read(reply.data.get("usage"))
-                    await send_json(send, 200, reply.encode(), response_headers)
-                else:
-                    if meter is not None and not meter.watched:
-                        reply = meter.watch(reply)
-                    await send_stream(
-                        send, reply, response_headers, keepalive=self.config.server.keepalive, interrupt=interrupt
-                    )
+                elif meter is not None and not meter.watched:
+                    reply = meter.watch(reply)
+                await door.send_reply(send, call, reply, {**call.response_headers, **reply.headers}, interrupt)
                 status = 200
         return status, error
 
