@@ -144,7 +144,7 @@ class FieldReader:
         return MappingProxyType(out)
 
     def policy(self, value: Any, path: str) -> UnsupportedPolicy | None:
-        data = self.mapping(value, path, accepted.POLICY.names)
+        data = self.mapping(value, path, accepted.POLICY.names)  # MODEL_POLICY and KEY_POLICY: the same names
         if not data or "unsupported" not in data:
             return None
         policy = self.choice("reject", "drop", "clamp")(data["unsupported"], join(path, "unsupported"))

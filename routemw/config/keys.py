@@ -42,8 +42,10 @@ from .schema import (
 __all__ = [
     "BUDGET",
     "KEY",
+    "KEY_POLICY",
     "LIMITS",
     "MODEL",
+    "MODEL_POLICY",
     "POLICY",
     "PRICE",
     "PROVIDER",
@@ -201,7 +203,11 @@ PROVIDER: Final = _section(
     default="none",
 )
 
-POLICY: Final = _section({"unsupported": Key("`reject`, `drop` or `clamp`", ParamsConfig().unsupported)})
+_POLICY_TYPE: Final = "`reject`, `drop` or `clamp`"
+POLICY: Final = _section({"unsupported": Key(_POLICY_TYPE, ParamsConfig().unsupported)})
+# A model's and a key's policy: unset, the next one out decides (the key's, the model's, the global).
+MODEL_POLICY: Final = _section({"unsupported": Key(_POLICY_TYPE, shown="`params.unsupported`")})
+KEY_POLICY: Final = _section({"unsupported": Key(_POLICY_TYPE, shown="the model's, else `params.unsupported`")})
 
 BUDGET: Final = _section(
     {
@@ -256,7 +262,7 @@ MODEL: Final = _section(
         "capabilities": Key(_CAPABILITIES, shown="`{}`"),
         "fallbacks": Key("list of model ids", shown="`[]`"),
         "owned_by": Key("string", _MODEL.owned_by, shown="the first route's provider"),
-        "params": POLICY,
+        "params": MODEL_POLICY,
         "response_model": Key("`public` or `upstream`", _MODEL.response_model),
         "limits": LIMITS,
     }
@@ -269,7 +275,7 @@ KEY: Final = _section(
         "sha256": Key("64 hexadecimal characters", shown="one of `key`, `sha256`"),
         "models": Key('list of model ids, or `["*"]`', REQUIRED),
         "metadata": Key("mapping of strings", shown="`{}`"),
-        "params": POLICY,
+        "params": KEY_POLICY,
         "limits": _section(dict(LIMITS.keys), same_as="limits", default="the top-level `limits`"),
         "expires": Key("ISO 8601 time or YAML timestamp", None),
     }
