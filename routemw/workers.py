@@ -23,7 +23,7 @@ def refusal(gateway: Gateway, workers: int) -> str | None:
     shared = (
         "state.redis shares cooldowns between processes, but this version still counts limits in each process's memory"
         if gateway.config.state.redis is not None
-        else "state.redis is how processes share state (see the README), and it does not yet hold limits"
+        else "state.redis is how processes share state (see docs/production.md), and it does not yet hold limits"
     )
     return (
         f"refusing --workers {workers}: limits, quotas or budgets are configured, and each worker would "

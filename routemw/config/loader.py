@@ -21,9 +21,10 @@ from typing import Any, Final
 import yaml
 
 from ..errors import ConfigError
+from . import keys as accepted
 from .fields import join, kind
 from .interpolation import interpolate
-from .limits import LIMIT_KEYS, LimitFields
+from .limits import LimitFields
 from .schema import (
     AuthConfig,
     GatewayConfig,
@@ -50,7 +51,6 @@ BUILTIN_PROVIDERS: Final = {"echo": "echo"}
 
 _SHA256: Final = re.compile(r"[0-9a-fA-F]{64}")
 _REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
-_PROVIDER_KEYS: Final = frozenset({"type", "base_url", "api_key", "timeout", "headers"})
 _QUOTED: Final = re.compile(r"'((?:[^'\\]|\\.)*)'")
 _HARMLESS_QUOTE: Final = re.compile(r"<[a-z ]+>|.|\\(?:[a-z0-9]|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})")
 
@@ -131,23 +131,7 @@ class _Validator(LimitFields):
         self.declared: frozenset[str] = frozenset()
 
     def gateway(self, document: Any, origin: str) -> GatewayConfig | None:
-        allowed = frozenset(
-            {
-                "server",
-                "providers",
-                "models",
-                "keys",
-                "auth",
-                "retry",
-                "params",
-                "upstream",
-                "prices",
-                "limits",
-                "usage",
-                "state",
-            }
-        )
-        data = self.mapping(document, "", allowed)
+        data = self.mapping(document, "", accepted.ROOT.names)
         if data is None:
             return None
         providers = self.providers(data.get("providers"), "providers")
@@ -173,7 +157,7 @@ class _Validator(LimitFields):
             params=self.params(data.get("params"), "params"),
             upstream=self.upstream(data.get("upstream"), "upstream"),
             prices=self.prices(data.get("prices"), "prices"),
-            limits=self.limits(data.get("limits"), "limits", LIMIT_KEYS | {"estimate_output_tokens"}),
+            limits=self.limits(data.get("limits"), "limits", accepted.ROOT_LIMITS.names),
             usage=self.usage(data.get("usage"), "usage"),
             estimate_output_tokens=self.estimate_output_tokens(data.get("limits")),
             state=self.state(data.get("state"), "state"),
@@ -187,12 +171,7 @@ class _Validator(LimitFields):
         return self.field(limits, "estimate_output_tokens", "limits", self.integer(1), default)
 
     def server(self, value: Any, path: str) -> ServerConfig:
-        data = (
-            self.mapping(
-                value, path, frozenset({"host", "port", "max_body_bytes", "keepalive", "shutdown_timeout", "engine"})
-            )
-            or {}
-        )
+        data = self.mapping(value, path, accepted.SERVER.names) or {}
         default = ServerConfig()
         port = self.field(data, "port", path, self.integer(0), default.port)
         if port > 65535:
@@ -207,8 +186,7 @@ class _Validator(LimitFields):
         )
 
     def upstream(self, value: Any, path: str) -> UpstreamConfig:
-        names = frozenset({"max_body_bytes", "max_event_bytes", "max_decompression_ratio"})
-        data = self.mapping(value, path, names) or {}
+        data = self.mapping(value, path, accepted.UPSTREAM.names) or {}
         default = UpstreamConfig()
         return UpstreamConfig(
             max_body_bytes=self.field(data, "max_body_bytes", path, self.integer(1), default.max_body_bytes),
@@ -247,7 +225,7 @@ class _Validator(LimitFields):
             option_names = self.provider_types[type_name]
         options = {}
         for key, item in data.items():
-            if key in _PROVIDER_KEYS:
+            if key in accepted.PROVIDER.names:
                 continue
             if self.provider_types is not None and key not in option_names:
                 self.problem(join(path, key), "unknown key")
@@ -292,8 +270,7 @@ class _Validator(LimitFields):
         return out
 
     def model(self, name: str, value: Any, path: str, providers: Mapping[str, ProviderConfig]) -> ModelConfig | None:
-        allowed = frozenset({"routes", "capabilities", "fallbacks", "owned_by", "params", "response_model", "limits"})
-        data = self.mapping(value, path, allowed)
+        data = self.mapping(value, path, accepted.MODEL.names)
         if data is None:
             return None
         routes_value = data.get("routes")
@@ -321,8 +298,7 @@ class _Validator(LimitFields):
         )
 
     def route(self, value: Any, path: str, providers: Mapping[str, ProviderConfig]) -> RouteConfig | None:
-        allowed = frozenset({"provider", "model", "weight", "params", "capabilities", "limits"})
-        data = self.mapping(value, path, allowed)
+        data = self.mapping(value, path, accepted.ROUTE.names)
         if data is None:
             return None
         provider = self.string(data.get("provider"), join(path, "provider"))
@@ -367,8 +343,7 @@ class _Validator(LimitFields):
         return tuple(out)
 
     def key(self, value: Any, path: str, models: Mapping[str, ModelConfig]) -> KeyConfig | None:
-        allowed = frozenset({"name", "key", "sha256", "models", "metadata", "params", "limits", "expires"})
-        data = self.mapping(value, path, allowed)
+        data = self.mapping(value, path, accepted.KEY.names)
         if data is None:
             return None
         name = self.string(data.get("name"), join(path, "name"))
@@ -406,13 +381,12 @@ class _Validator(LimitFields):
         )
 
     def auth(self, value: Any, path: str) -> AuthConfig:
-        data = self.mapping(value, path, frozenset({"mode"})) or {}
+        data = self.mapping(value, path, accepted.AUTH.names) or {}
         mode = self.field(data, "mode", path, self.choice("none", "keys"), "none")
         return AuthConfig(mode="keys" if mode == "keys" else "none")
 
     def retry(self, value: Any, path: str) -> RetryConfig:
-        allowed = frozenset(RetryConfig.__dataclass_fields__)
-        data = self.mapping(value, path, allowed) or {}
+        data = self.mapping(value, path, accepted.RETRY.names) or {}
         default = RetryConfig()
         config = RetryConfig(
             attempts=self.field(data, "attempts", path, self.integer(1), default.attempts),
@@ -432,7 +406,7 @@ class _Validator(LimitFields):
         return ParamsConfig(unsupported=self.policy(value, path) or "reject")
 
     def state(self, value: Any, path: str) -> StateConfig:
-        data = self.mapping(value, path, frozenset({"redis", "on_error", "timeout"})) or {}
+        data = self.mapping(value, path, accepted.STATE.names) or {}
         default = StateConfig()
         on_error = self.field(data, "on_error", path, self.choice("open", "closed"), "open")
         return StateConfig(
@@ -442,7 +416,7 @@ class _Validator(LimitFields):
         )
 
     def redis(self, value: Any, path: str) -> RedisConfig | None:
-        data = self.mapping(value, path, frozenset({"url", "prefix"}))
+        data = self.mapping(value, path, accepted.REDIS.names)
         if data is None:
             return None
         if "url" not in data:

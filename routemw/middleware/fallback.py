@@ -186,7 +186,7 @@ class FallbackMiddleware:
 def _disclose(
     call: Call, target: Target, index: int, passed: Sequence[tuple[int, str]], failure: UpstreamError | None
 ) -> None:
-    """The headers that say whose answer this is and how routing got there (README: Retries).
+    """The headers that say whose answer this is and how routing got there (docs/failures.md).
 
     Every candidate ahead of `target` was passed over: it failed, was cooling, was at its own rate
     limit, or was left out by the capability check (those never reach this loop, so they are
