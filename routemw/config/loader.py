@@ -429,13 +429,14 @@ class _Validator(LimitFields):
         return ParamsConfig(unsupported=self.policy(value, path) or "reject")
 
     def state(self, value: Any, path: str) -> StateConfig:
-        data = self.mapping(value, path, frozenset({"redis", "on_error", "timeout"})) or {}
+        data = self.mapping(value, path, frozenset({"redis", "on_error", "timeout", "lease"})) or {}
         default = StateConfig()
         on_error = self.field(data, "on_error", path, self.choice("open", "closed"), "open")
         return StateConfig(
             redis=self.redis(data["redis"], join(path, "redis")) if data.get("redis") is not None else None,
             on_error="closed" if on_error == "closed" else "open",
             timeout=self.field(data, "timeout", path, self.positive, default.timeout),
+            lease=self.field(data, "lease", path, self.positive, default.lease),
         )
 
     def redis(self, value: Any, path: str) -> RedisConfig | None:
