@@ -12,7 +12,10 @@ noisy neighbour hurts all of them alike, and results are reported as ratios with
 - a soak through routemw with its RSS sampled, reporting growth after warm-up;
 - a second routemw with limits on the key, the model and the route (high enough never to
   refuse, so every request pays for admission, headers and settlement), and its JSON
-  throughput as a ratio to routemw without limits.
+  throughput as a ratio to routemw without limits;
+- when `redis-server` is on PATH (and the redis package installed): a Redis of its own on a
+  free loopback port, the same limits counted in it (`state.redis`), served by one process and
+  by `--workers 2`, with the ratios "Redis limits / no limits" and "2 workers / 1 worker".
 
 Everything it starts is stopped when it ends, however it ends.
 """
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -30,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,8 +67,13 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
 
 
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+    """User + system time of `pid` and its live descendants (the workers of `--workers N`)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS + sum(cpu_seconds(int(child)) for child in children)
 
 
 def rss_mb(pid: int) -> float:
@@ -161,7 +170,9 @@ MODEL_LIMITS = {"rpm": 10_000_000, "tpm": 10_000_000_000}
 ROUTE_LIMITS = {"rpm": 10_000_000, "tpm": 10_000_000_000}
 
 
-def routemw_config(upstream: int, port: int, anthropic: bool, *, limited: bool = False) -> dict[str, Any]:
+def routemw_config(
+    upstream: int, port: int, anthropic: bool, *, limited: bool = False, redis: str | None = None
+) -> dict[str, Any]:
     providers: dict[str, Any] = {
         "up": {"type": "openai", "base_url": f"http://127.0.0.1:{upstream}/v1", "api_key": "sk-bench-upstream"}
     }
@@ -177,13 +188,25 @@ def routemw_config(upstream: int, port: int, anthropic: bool, *, limited: bool =
             "routes": [{"provider": "up", "model": "gpt-4o", "limits": ROUTE_LIMITS}],
         }
         models.pop("claude", None)
-    return {
+    config: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": port},
         "providers": providers,
         "models": models,
         "keys": [key],
         "auth": {"mode": "keys"},
     }
+    if redis is not None:
+        # A generous timeout: on a loaded 2-core machine a slow answer must not switch to local counting.
+        config["state"] = {"redis": {"url": redis, "prefix": "bench:"}, "timeout": 1.0}
+    return config
+
+
+def has_redis() -> bool:
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        return False
+    return shutil.which("redis-server") is not None
 
 
 def has_anthropic() -> bool:
@@ -204,67 +227,89 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.rounds, args.count, args.latency_count, args.soak = 1, 100, 20, 300
     anthropic = has_anthropic()
     processes: list[subprocess.Popen[bytes]] = []
-    ports = {name: free_port() for name in ("upstream", "bare", "routemw", "limited")}
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "routemw.json"
-        config.write_text(json.dumps(routemw_config(ports["upstream"], ports["routemw"], anthropic)))
-        limited_config = Path(tmp) / "routemw-limited.json"
-        limited_config.write_text(
-            json.dumps(routemw_config(ports["upstream"], ports["limited"], anthropic, limited=True))
-        )
-        python = sys.executable
-        with (
-            started(processes, python, "-m", "benchmarks.upstream", "--port", str(ports["upstream"])) as upstream,
-            started(
-                processes,
-                python,
-                "-m",
-                "benchmarks.bare_proxy",
-                "--port",
-                str(ports["bare"]),
-                "--upstream",
-                f"http://127.0.0.1:{ports['upstream']}",
-            ) as bare,
-            started(
-                processes,
-                python,
-                "-m",
-                "routemw",
-                "serve",
-                "--config",
-                str(config),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ) as gateway,
-            started(
-                processes,
-                python,
-                "-m",
-                "routemw",
-                "serve",
-                "--config",
-                str(limited_config),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ) as limited,
+    names = ["upstream", "bare", "routemw", "limited", "redis", "redis-limited", "redis-workers"]
+    ports = {name: free_port() for name in names}
+    redis = has_redis()
+    redis_url = f"redis://127.0.0.1:{ports['redis']}/0"
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        configs: dict[str, Path] = {}
+        for name, limited, shared in (
+            ("routemw", False, None),
+            ("limited", True, None),
+            ("redis-limited", True, redis_url),
+            ("redis-workers", True, redis_url),
         ):
-            for name, process in (("upstream", upstream), ("bare", bare), ("routemw", gateway), ("limited", limited)):
-                wait_for_port(ports[name], process)
-            auth = [f"authorization: Bearer {CLIENT_KEY}"]
-            targets = [
-                Target("direct", ports["upstream"], upstream.pid, "gpt-4o"),
-                Target("bare proxy", ports["bare"], bare.pid, "gpt-4o"),
-                Target("routemw", ports["routemw"], gateway.pid, "gpt-4o", auth),
-            ]
-            targets.append(Target("routemw + limits", ports["limited"], limited.pid, "gpt-4o", auth))
-            if anthropic:
-                targets.append(Target("routemw -> anthropic", ports["routemw"], gateway.pid, "claude", auth))
-            report(targets, args)
-            if args.soak:
-                soak(targets[2], args.soak)
+            configs[name] = Path(tmp) / f"{name}.json"
+            document = routemw_config(ports["upstream"], ports[name], anthropic, limited=limited, redis=shared)
+            configs[name].write_text(json.dumps(document))
+        python = sys.executable
+        serve = (python, "-m", "routemw", "serve", "--log-level", "warning", "--no-access-log", "--config")
+        started_ = {
+            "upstream": stack.enter_context(
+                started(processes, python, "-m", "benchmarks.upstream", "--port", str(ports["upstream"]))
+            ),
+            "bare": stack.enter_context(
+                started(
+                    processes,
+                    python,
+                    "-m",
+                    "benchmarks.bare_proxy",
+                    "--port",
+                    str(ports["bare"]),
+                    "--upstream",
+                    f"http://127.0.0.1:{ports['upstream']}",
+                )
+            ),
+            "routemw": stack.enter_context(started(processes, *serve, str(configs["routemw"]))),
+            "limited": stack.enter_context(started(processes, *serve, str(configs["limited"]))),
+        }
+        if redis:
+            redis_server = shutil.which("redis-server") or "redis-server"
+            started_["redis"] = stack.enter_context(
+                started(
+                    processes,
+                    redis_server,
+                    "--port",
+                    str(ports["redis"]),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    tmp,
+                )
+            )
+            wait_for_port(ports["redis"], started_["redis"])
+            started_["redis-limited"] = stack.enter_context(started(processes, *serve, str(configs["redis-limited"])))
+            started_["redis-workers"] = stack.enter_context(
+                started(processes, *serve, str(configs["redis-workers"]), "--workers", "2")
+            )
+        for name, process in started_.items():
+            wait_for_port(ports[name], process, timeout=60)
+        if redis:
+            time.sleep(2.0)  # --workers: the port answers once the first worker is up; let the second start
+        auth = [f"authorization: Bearer {CLIENT_KEY}"]
+        targets = [
+            Target("direct", ports["upstream"], started_["upstream"].pid, "gpt-4o"),
+            Target("bare proxy", ports["bare"], started_["bare"].pid, "gpt-4o"),
+            Target("routemw", ports["routemw"], started_["routemw"].pid, "gpt-4o", auth),
+        ]
+        targets.append(Target("routemw + limits", ports["limited"], started_["limited"].pid, "gpt-4o", auth))
+        if redis:
+            for name, label in (("redis-limited", REDIS_LIMITED), ("redis-workers", REDIS_WORKERS)):
+                targets.append(Target(label, ports[name], started_[name].pid, "gpt-4o", auth))
+        if anthropic:
+            targets.append(Target("routemw -> anthropic", ports["routemw"], started_["routemw"].pid, "claude", auth))
+        report(targets, args)
+        if args.soak:
+            soak(targets[2], args.soak)
     return 0
+
+
+REDIS_LIMITED = "routemw + limits on Redis"
+REDIS_WORKERS = "routemw + limits on Redis, 2 workers"
 
 
 def report(targets: list[Target], args: argparse.Namespace) -> None:
@@ -301,6 +346,11 @@ def report(targets: list[Target], args: argparse.Namespace) -> None:
         if not stream and "routemw + limits" in throughput:
             ratio = throughput["routemw + limits"].rate() / throughput["routemw"].rate()
             print(f"limits: JSON req/s @32 with limits on key, model and route = {ratio:.2f}x routemw without\n")
+        if not stream and REDIS_LIMITED in throughput:
+            ratio = throughput[REDIS_LIMITED].rate() / throughput["routemw"].rate()
+            print(f"limits on Redis: JSON req/s @32 = {ratio:.2f}x routemw without limits")
+            ratio = throughput[REDIS_WORKERS].rate() / throughput[REDIS_LIMITED].rate()
+            print(f"workers: JSON req/s @32, limits on Redis, --workers 2 = {ratio:.2f}x one worker\n")
 
 
 def soak(target: Target, total: int) -> None:

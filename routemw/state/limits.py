@@ -263,22 +263,23 @@ class RedisLimits:
 
     async def _call(self, op: str, entries: Sequence[_Entry]) -> list[bytes]:
         keys: list[str] = []
-        args: list[str] = [op, "" if self.clock is None else repr(self.clock()), self._ttl]
+        parts: list[str] = []
         prefix = self.prefix
         for claim, lease, actual, period in entries:
             key = prefix + claim.key
             keys.append(key)
             if isinstance(claim, Rate):
-                params = ("r", claim.limit, claim.amount, repr(claim.window), "1" if claim.refundable else "0")
+                refundable = "1" if claim.refundable else "0"
+                parts.append(f"r\x1f{lease}\x1f{claim.limit}\x1f{claim.amount}\x1f{claim.window!r}\x1f{refundable}\x1f")
             elif isinstance(claim, Slots):
-                params = ("s", claim.limit, 0, "", "0")
+                parts.append(f"s\x1f{lease}\x1f{claim.limit}\x1f0\x1f\x1f0\x1f")
             else:
                 keys.append(key + ":holds")
-                params = ("q", claim.limit, claim.amount, claim.period, "0")
-            kind, limit, amount, param, refundable = params
-            args += (kind, lease, str(limit), str(amount), param, refundable, str(actual), period or "")
-        reply: Any = await self._script(keys=keys, args=args)
-        return reply if isinstance(reply, list) else []
+                parts.append(f"q\x1f{lease}\x1f{claim.limit}\x1f{claim.amount}\x1f{claim.period}\x1f0\x1f")
+            parts.append(f"{actual}\x1f{period or ''}\x1f\x1e")
+        now = "" if self.clock is None else repr(self.clock())
+        reply: Any = await self._script(keys=keys, args=[op, now, self._ttl, "".join(parts)])
+        return reply.split(b"\x1f") if isinstance(reply, bytes) else []
 
 
 def _groups(entries: Sequence[_Entry]) -> list[list[_Entry]]:
