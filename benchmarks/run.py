@@ -18,7 +18,10 @@ alike, and results are reported as ratios within the run:
   throughput as a ratio to routemw without limits;
 - the Messages door (`/v1/messages`): Anthropic in and Anthropic out (the passthrough) and
   Anthropic in, OpenAI out (translated both ways), each as a ratio to routemw's OpenAI
-  passthrough in the same run.
+  passthrough in the same run;
+- when `redis-server` is on PATH (and the redis package installed): a Redis of its own on a
+  free loopback port, the same limits counted in it (`state.redis`), served by one process and
+  by `--workers 2`, with the ratios "Redis limits / no limits" and "2 workers / 1 worker".
 
 `--scenario streams` is the stream-scale run instead (`streams_scenario`): 2,000 concurrent
 slow streams, a quarter of the clients leaving mid-stream, on each server.
@@ -29,11 +32,11 @@ Everything it starts is stopped when it ends, however it ends.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -42,7 +45,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,11 +88,13 @@ def tree(pid: int) -> list[int]:
 
 
 def cpu_seconds(pid: int) -> float:
-    total = 0
-    for each in tree(pid):
-        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / TICKS
+    """User + system time of `pid` and its live descendants (the workers of `--workers N`)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICKS + sum(cpu_seconds(int(child)) for child in children)
 
 
 def rss_mb(pid: int) -> float:
@@ -198,7 +203,9 @@ MODEL_LIMITS = {"rpm": 10_000_000, "tpm": 10_000_000_000}
 ROUTE_LIMITS = {"rpm": 10_000_000, "tpm": 10_000_000_000}
 
 
-def routemw_config(upstream: int, port: int, anthropic: bool, *, limited: bool = False) -> dict[str, Any]:
+def routemw_config(
+    upstream: int, port: int, anthropic: bool, *, limited: bool = False, redis: str | None = None
+) -> dict[str, Any]:
     providers: dict[str, Any] = {
         "up": {"type": "openai", "base_url": f"http://127.0.0.1:{upstream}/v1", "api_key": "sk-bench-upstream"}
     }
@@ -214,13 +221,63 @@ def routemw_config(upstream: int, port: int, anthropic: bool, *, limited: bool =
             "routes": [{"provider": "up", "model": "gpt-4o", "limits": ROUTE_LIMITS}],
         }
         models.pop("claude", None)
-    return {
+    config: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": port},
         "providers": providers,
         "models": models,
         "keys": [key],
         "auth": {"mode": "keys"},
     }
+    if redis is not None:
+        # A generous timeout: on a loaded 2-core machine a slow answer must not switch to local counting.
+        config["state"] = {"redis": {"url": redis, "prefix": "bench:"}, "timeout": 1.0}
+    return config
+
+
+def has_redis() -> bool:
+    try:
+        import redis  # noqa: F401
+    except ImportError:
+        return False
+    return shutil.which("redis-server") is not None
+
+
+def redis_targets(
+    stack: ExitStack,
+    processes: list[subprocess.Popen[bytes]],
+    tmp: str,
+    upstream_port: int,
+    anthropic: bool,
+    auth: list[str],
+) -> list[Target]:
+    """A Redis of the benchmark's own, and routemw with limits counted in it: one process and two workers."""
+    python = sys.executable
+    redis_port = free_port()
+    redis = stack.enter_context(
+        started(
+            processes,
+            *(shutil.which("redis-server") or "redis-server", "--port", str(redis_port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no", "--dir", tmp),
+        )
+    )
+    wait_for_port(redis_port, redis)
+    url = f"redis://127.0.0.1:{redis_port}/0"
+    targets = []
+    for label, workers in ((REDIS_LIMITED, "1"), (REDIS_WORKERS, "2")):
+        port = free_port()
+        config = Path(tmp) / f"routemw-redis-{workers}.json"
+        config.write_text(json.dumps(routemw_config(upstream_port, port, anthropic, limited=True, redis=url)))
+        gateway = stack.enter_context(
+            started(
+                processes,
+                *(python, "-m", "routemw", "serve", "--config", str(config), "--workers", workers),
+                *("--log-level", "warning", "--no-access-log"),
+            )
+        )
+        wait_for_port(port, gateway, timeout=60)
+        targets.append(Target(label, port, gateway.pid, "gpt-4o", auth))
+    time.sleep(2.0)  # --workers: the port answers once the first worker is up; let the second start
+    return targets
 
 
 def has_anthropic() -> bool:
@@ -253,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     servers = servers_available()
     processes: list[subprocess.Popen[bytes]] = []
     python = sys.executable
-    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         upstream_port = free_port()
         upstream = stack.enter_context(
             started(processes, python, "-m", "benchmarks.upstream", "--port", str(upstream_port))
@@ -307,11 +364,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         wait_for_port(port, limited)
         targets.append(Target("routemw + limits", port, limited.pid, "gpt-4o", auth, server="uvicorn"))
+        if has_redis():
+            targets += redis_targets(stack, processes, tmp, upstream_port, anthropic, auth)
         report(targets, args)
         if args.soak:
             for target in gateways:
                 soak(target, args.soak)
     return 0
+
+
+REDIS_LIMITED = "routemw + limits on Redis"
+REDIS_WORKERS = "routemw + limits on Redis, 2 workers"
 
 
 def report(targets: list[Target], args: argparse.Namespace) -> None:
@@ -353,6 +416,11 @@ def report(targets: list[Target], args: argparse.Namespace) -> None:
         if not stream and "routemw + limits" in throughput:
             ratio = throughput["routemw + limits"].rate() / throughput["routemw"].rate()
             print(f"limits: JSON req/s @32 with limits on key, model and route = {ratio:.2f}x routemw without")
+        if not stream and REDIS_LIMITED in throughput:
+            ratio = throughput[REDIS_LIMITED].rate() / throughput["routemw"].rate()
+            print(f"limits on Redis: JSON req/s @32 = {ratio:.2f}x routemw without limits")
+            ratio = throughput[REDIS_WORKERS].rate() / throughput[REDIS_LIMITED].rate()
+            print(f"workers: JSON req/s @32, limits on Redis, --workers 2 = {ratio:.2f}x one worker")
         print()
 
 

@@ -59,7 +59,7 @@ from .reply import Completion
 from .routing import Catalog
 from .routing.health import HealthStore, MemoryHealth
 from .shutdown import InFlight, Interrupt, ServerShuttingDownError
-from .state import RedisGuard, RedisHealth, redis_client
+from .state import RedisGuard, RedisHealth, RedisLimits, redis_client
 from .usage import JsonlSink, Meter, UsageCallback, UsageRecord, UsageSink, deliver, iso_time
 
 __all__ = ["Gateway"]
@@ -104,9 +104,11 @@ class Gateway:
         your own `routemw.state.RedisHealth` to share a Redis client of yours), and `sleep` the
         function retries wait with (tests pass one that records instead of waiting).
 
-        `limits` replaces the in-memory store that rate limits, quotas and budgets are counted
-        in. `on_usage` (a function, sync or async) and `usage_sinks` get one `UsageRecord` per
-        finished request; the config's `usage.jsonl` adds a file sink the gateway owns.
+        `limits` replaces the store that rate limits, quotas and budgets are counted in (in
+        memory, or in Redis with `state.redis`; pass your own `routemw.state.RedisLimits` to
+        share a Redis client of yours). `on_usage` (a function, sync or async) and `usage_sinks`
+        get one `UsageRecord` per finished request; the config's `usage.jsonl` adds a file sink
+        the gateway owns.
         """
         self.config = config
         self.registry = registry if registry is not None else ProviderRegistry.default()
@@ -140,8 +142,13 @@ class Gateway:
         # -- limits, prices and usage (routemw.limits, routemw.usage) --
         free = frozenset(n for n, p in self.providers.items() if p.__class__.__name__ == "EchoProvider")
         self.prices = PriceTable(config.prices, free_providers=free)
-        self.limits = Limits.from_config(config, self.prices, limits)
         limited = Limits.configured(config)
+        self._owned_limit_store: RedisLimits | None = None
+        if limits is None and limited and state.redis is not None:
+            limits = self._owned_limit_store = RedisLimits(
+                client=self.redis, prefix=state.redis.prefix, guard=self.state_guard, lease_time=state.lease
+            )
+        self.limits = Limits.from_config(config, self.prices, limits)
         if limited:
             unpriced = self.limits.unpriced(config, self.catalog)
             if unpriced:
@@ -265,6 +272,8 @@ class Gateway:
         """
         for sink in self._owned_sinks:
             await anyio.to_thread.run_sync(sink.close)
+        if self._owned_limit_store is not None:
+            await self._owned_limit_store.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         if not self._owns_transport:

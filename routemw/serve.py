@@ -7,9 +7,8 @@ the access log. uvicorn comes with routemw; granian (`routemw.serve_granian`) wi
 `routemw[granian]`, and is imported only when asked for.
 
 With `workers` above 1 each worker process has a gateway of its own (its own upstream
-connections, its own in-memory state), built from the same config: `GatewaySource` hands a
-worker the gateway already built when the worker is a fork of this process, and builds it anew
-from the config in a process started afresh (spawned), where no object can be inherited.
+connections, its own in-memory state, its own Redis client), built from the same config by
+`GatewaySource` in the worker itself: nothing bound to this process's event loop is inherited.
 """
 
 from __future__ import annotations
@@ -46,7 +45,7 @@ class Options:
 
 
 class GatewaySource:
-    """A worker's gateway: the one given (in this process, or a fork of it), or one built from the config.
+    """A worker's gateway: the one given (single-process serving), or one built from the config.
 
     Pickling (how a spawned worker gets its arguments) keeps only the config's path: a gateway,
     with its locks and pools, does not cross a process boundary.
@@ -111,7 +110,10 @@ def serve(
             "routemw: auth is off and the gateway listens on %s: anyone who can reach it can use your providers", host
         )
     options = Options(host, port, max(1, workers), log_level, access_log, shutdown_timeout)
-    source = GatewaySource(gateway, config_path)
+    # Several workers each build their own gateway in the worker: a forked copy of this one would
+    # carry whatever it already holds (a Redis client's pool, a store's background task), which
+    # belongs to this process and its event loop; building it afresh costs milliseconds.
+    source = GatewaySource(gateway if options.workers == 1 else None, config_path)
     freeze()
     if engine == "granian":
         from . import serve_granian

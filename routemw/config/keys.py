@@ -319,6 +319,7 @@ STATE: Final = _section(
         "redis": REDIS,
         "on_error": Key("`open` or `closed`", _STATE.on_error),
         "timeout": Key(_SECONDS_POSITIVE, _STATE.timeout),
+        "lease": Key(_SECONDS_POSITIVE, _STATE.lease),
     }
 )
 

@@ -413,6 +413,7 @@ class _Validator(LimitFields):
             redis=self.redis(data["redis"], join(path, "redis")) if data.get("redis") is not None else None,
             on_error="closed" if on_error == "closed" else "open",
             timeout=self.field(data, "timeout", path, self.positive, default.timeout),
+            lease=self.field(data, "lease", path, self.positive, default.lease),
         )
 
     def redis(self, value: Any, path: str) -> RedisConfig | None:

@@ -208,6 +208,7 @@ class StateConfig:
     redis: RedisConfig | None = None
     on_error: Literal["open", "closed"] = "open"  # Redis away: count locally, or refuse with 503
     timeout: float = 0.25  # seconds one store operation may take before it counts as Redis away
+    lease: float = 60.0  # seconds a concurrency slot or reservation outlives an instance that stopped renewing it
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,5 +6,6 @@ Importing this package does not import redis; only opening a client does (`redis
 from .client import ping, redis_client
 from .guard import RedisGuard
 from .health import RedisHealth
+from .limits import RedisLimits
 
-__all__ = ["RedisGuard", "RedisHealth", "ping", "redis_client"]
+__all__ = ["RedisGuard", "RedisHealth", "RedisLimits", "ping", "redis_client"]

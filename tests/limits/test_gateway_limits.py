@@ -1,5 +1,7 @@
 """Limits through the Gateway at the ASGI message level, against a fake OpenAI upstream.
 
+Every test that counts runs on both stores, memory and Redis (`make_store`, tests/limits/conftest.py).
+
 Each exit path of a request (success, upstream failure, fallback exhausted, client disconnect
 mid-stream, cancellation while waiting, a middleware raising) is checked against the store:
 the concurrency slot is free again and the token reservation is replaced or refunded.
@@ -27,10 +29,11 @@ from fakes import (
     stall,
     wait_for,
 )
+from limit_stores import MakeStore
 
 from routemw import Gateway
 from routemw.errors import ConfigError
-from routemw.limits import LimitMiddleware, MemoryLimitStore, Rate, Slots
+from routemw.limits import LimitMiddleware, LimitStore, Rate, Slots
 from routemw.middleware.stream_usage import StreamUsageMiddleware
 from routemw.pipeline import Call, Handler, Middleware
 from routemw.reply import Reply
@@ -99,15 +102,15 @@ LIMITS: dict[str, Any] = {"rpm": 100, "tpm": TPM, "concurrency": 4}
 
 
 @pytest.fixture
-def clock_store() -> MemoryLimitStore:
+def clock_store(make_store: MakeStore) -> LimitStore:
     # Frozen time: nothing flows back into a bucket while a test looks at it.
-    return MemoryLimitStore(clock=lambda: 1_800_000_000.0)
+    return make_store(lambda: 1_800_000_000.0)
 
 
 # -- release on every exit path -----------------------------------------------------------------
 
 
-async def test_success_reconciles_with_the_reported_usage(clock_store: MemoryLimitStore) -> None:
+async def test_success_reconciles_with_the_reported_usage(clock_store: LimitStore) -> None:
     gateway = build(FakeOpenAI(), document(LIMITS), limits=clock_store)
     driver = await drive(gateway, json=CHAT, headers=AUTH)
     assert driver.status == 200
@@ -115,9 +118,7 @@ async def test_success_reconciles_with_the_reported_usage(clock_store: MemoryLim
 
 
 @pytest.mark.parametrize("routes", [1, 2])
-async def test_upstream_failure_and_exhausted_fallback_release_everything(
-    clock_store: MemoryLimitStore, routes: int
-) -> None:
+async def test_upstream_failure_and_exhausted_fallback_release_everything(clock_store: LimitStore, routes: int) -> None:
     up = FakeOpenAI(steps=[answer_error(500)])
     backup = FakeOpenAI(steps=[answer_error(503)])
     route_list = [{"provider": "up", "model": "gpt-4o"}, {"provider": "backup", "model": "gpt-4o"}][:routes]
@@ -129,7 +130,7 @@ async def test_upstream_failure_and_exhausted_fallback_release_everything(
 
 
 async def test_a_client_leaving_mid_stream_frees_its_slot_and_is_charged_the_reservation(
-    clock_store: MemoryLimitStore,
+    clock_store: LimitStore,
 ) -> None:
     up = FakeOpenAI(steps=[answer_sse(recording("openai/stream-text.sse"), stall_after=4)])
     gateway = build(up, document(LIMITS), limits=clock_store)
@@ -146,7 +147,7 @@ async def test_a_client_leaving_mid_stream_frees_its_slot_and_is_charged_the_res
     await assert_settled(gateway, tokens_used=reserved)  # no usage was reported: the reservation
 
 
-async def test_cancellation_while_waiting_for_the_upstream_releases_everything(clock_store: MemoryLimitStore) -> None:
+async def test_cancellation_while_waiting_for_the_upstream_releases_everything(clock_store: LimitStore) -> None:
     up = FakeOpenAI(steps=[stall()])
     gateway = build(up, document(LIMITS), limits=clock_store)
     driver = AsgiDriver(gateway, body=orjson.dumps(STREAM_CHAT), headers=AUTH)
@@ -169,7 +170,7 @@ def with_boom(defaults: list[Middleware]) -> list[Middleware]:
     return [*defaults[: index + 1], Boom(), *defaults[index + 1 :]]
 
 
-async def test_a_middleware_raising_releases_everything(clock_store: MemoryLimitStore) -> None:
+async def test_a_middleware_raising_releases_everything(clock_store: LimitStore) -> None:
     up = FakeOpenAI()
     gateway = build(up, document(LIMITS), limits=clock_store, middleware=with_boom)
     driver = await drive(gateway, json=CHAT, headers=AUTH)
@@ -178,7 +179,7 @@ async def test_a_middleware_raising_releases_everything(clock_store: MemoryLimit
     await assert_settled(gateway, tokens_used=0)
 
 
-async def test_a_completed_stream_is_charged_its_reported_usage(clock_store: MemoryLimitStore) -> None:
+async def test_a_completed_stream_is_charged_its_reported_usage(clock_store: LimitStore) -> None:
     up = FakeOpenAI(steps=[answer_sse(recording("openai/stream-text.sse"))])
     gateway = build(up, document(LIMITS), limits=clock_store)
     driver = await drive(gateway, json=STREAM_CHAT, headers=AUTH)
@@ -199,7 +200,7 @@ async def _reserved_tokens(gateway: Gateway, body: dict[str, Any]) -> int:
 
 
 async def test_past_rpm_the_client_gets_429_with_a_usable_retry_after_and_no_upstream_call(
-    clock_store: MemoryLimitStore,
+    clock_store: LimitStore,
 ) -> None:
     up = FakeOpenAI()
     gateway = build(up, document({"rpm": 2}), limits=clock_store)
@@ -219,7 +220,7 @@ async def test_past_rpm_the_client_gets_429_with_a_usable_retry_after_and_no_ups
     assert len(up.requests) == 2
 
 
-async def test_concurrency_refusal_names_what_ran_out(clock_store: MemoryLimitStore) -> None:
+async def test_concurrency_refusal_names_what_ran_out(clock_store: LimitStore) -> None:
     up = FakeOpenAI(steps=[stall()])
     gateway = build(up, document({"concurrency": 1}), limits=clock_store)
     waiting = AsgiDriver(gateway, body=orjson.dumps(CHAT), headers=AUTH)
@@ -233,7 +234,7 @@ async def test_concurrency_refusal_names_what_ran_out(clock_store: MemoryLimitSt
     assert refused.header("retry-after") == "1"
 
 
-async def test_a_request_larger_than_tpm_is_refused_without_a_retry_after(clock_store: MemoryLimitStore) -> None:
+async def test_a_request_larger_than_tpm_is_refused_without_a_retry_after(clock_store: LimitStore) -> None:
     gateway = build(FakeOpenAI(), document({"tpm": 100}), limits=clock_store)
     refused = await drive(gateway, json={**CHAT, "max_tokens": 500}, headers=AUTH)
     assert refused.status == 429
@@ -242,7 +243,7 @@ async def test_a_request_larger_than_tpm_is_refused_without_a_retry_after(clock_
     assert refused.header("x-should-retry") == "false"
 
 
-async def test_a_used_up_budget_answers_402_naming_the_period_and_its_reset(clock_store: MemoryLimitStore) -> None:
+async def test_a_used_up_budget_answers_402_naming_the_period_and_its_reset(clock_store: LimitStore) -> None:
     # Input is free and the output cap is the real output, so the reservation is the real cost:
     # two requests of 37 tokens at $1000/1M spend exactly $0.074.
     prices = {"prices": {"gpt-4o": {"input": 0, "output": 1000}}}
@@ -271,7 +272,7 @@ async def test_an_expired_key_is_refused_saying_so() -> None:
     assert "expired" in error["message"] and "2020-01-31T00:00:00Z" in error["message"]
 
 
-async def test_model_limits_are_shared_and_decided_with_the_key_at_once(clock_store: MemoryLimitStore) -> None:
+async def test_model_limits_are_shared_and_decided_with_the_key_at_once(clock_store: LimitStore) -> None:
     gateway = build(FakeOpenAI(), document({"rpm": 10}, model_limits={"rpm": 1}), limits=clock_store)
     assert (await drive(gateway, json=CHAT, headers=AUTH)).status == 200
     refused = await drive(gateway, json=CHAT, headers=AUTH)
@@ -281,7 +282,7 @@ async def test_model_limits_are_shared_and_decided_with_the_key_at_once(clock_st
     assert key_rpm.remaining == 9  # the refusal took nothing from the key
 
 
-async def test_defaults_apply_to_keys_without_their_own(clock_store: MemoryLimitStore) -> None:
+async def test_defaults_apply_to_keys_without_their_own(clock_store: LimitStore) -> None:
     gateway = build(FakeOpenAI(), document(extra={"limits": {"rpm": 1}}), limits=clock_store)
     assert (await drive(gateway, json=CHAT, headers=AUTH)).status == 200
     assert (await drive(gateway, json=CHAT, headers=AUTH)).status == 429
@@ -291,7 +292,7 @@ async def test_defaults_apply_to_keys_without_their_own(clock_store: MemoryLimit
 
 
 async def test_a_stream_asks_for_usage_where_supported_and_hides_it_from_the_client(
-    clock_store: MemoryLimitStore,
+    clock_store: LimitStore,
 ) -> None:
     up = FakeOpenAI(steps=[answer_sse(recording("openai/stream-text.sse"))])
     gateway = build(up, document(LIMITS), limits=clock_store)
@@ -302,7 +303,7 @@ async def test_a_stream_asks_for_usage_where_supported_and_hides_it_from_the_cli
     assert driver.header("x-ratelimit-limit-tokens") == str(TPM)  # a stream has the headers too
 
 
-async def test_a_target_of_unknown_usage_support_gets_nothing_added(clock_store: MemoryLimitStore) -> None:
+async def test_a_target_of_unknown_usage_support_gets_nothing_added(clock_store: LimitStore) -> None:
     up = FakeOpenAI(steps=[answer_sse(recording("openai/stream-text.sse"))])
     routes = [{"provider": "up", "model": "gpt-4o"}]
     gateway = build(up, document(LIMITS, routes=routes), limits=clock_store)
@@ -310,7 +311,7 @@ async def test_a_target_of_unknown_usage_support_gets_nothing_added(clock_store:
     assert "stream_options" not in up.requests[0].body
 
 
-async def test_a_client_asking_for_usage_gets_it(clock_store: MemoryLimitStore) -> None:
+async def test_a_client_asking_for_usage_gets_it(clock_store: LimitStore) -> None:
     up = FakeOpenAI(steps=[answer_sse(recording("openai/stream-text.sse"))])
     gateway = build(up, document(LIMITS), limits=clock_store)
     body = {**STREAM_CHAT, "stream_options": {"include_usage": True}}
@@ -321,7 +322,7 @@ async def test_a_client_asking_for_usage_gets_it(clock_store: MemoryLimitStore) 
 # -- route limits -------------------------------------------------------------------------------
 
 
-async def test_a_route_at_its_limit_is_skipped_and_all_at_limit_is_429(clock_store: MemoryLimitStore) -> None:
+async def test_a_route_at_its_limit_is_skipped_and_all_at_limit_is_429(clock_store: LimitStore) -> None:
     routes = [
         {"provider": "up", "model": "gpt-4o", "limits": {"rpm": 1}},
         {"provider": "backup", "model": "gpt-4o", "limits": {"rpm": 2}},
@@ -339,7 +340,7 @@ async def test_a_route_at_its_limit_is_skipped_and_all_at_limit_is_429(clock_sto
 # -- /v1/key, /v1/models, usage records, startup -----------------------------------------------
 
 
-async def test_key_endpoint_shows_the_callers_own_state(clock_store: MemoryLimitStore) -> None:
+async def test_key_endpoint_shows_the_callers_own_state(clock_store: LimitStore) -> None:
     limits = {**LIMITS, "budget": {"usd": 10, "period": "day"}, "tokens": {"total": 10_000, "period": "total"}}
     gateway = build(FakeOpenAI(), document(limits, key={"expires": "2099-01-01T00:00:00Z"}), limits=clock_store)
     await drive(gateway, json=CHAT, headers=AUTH)
@@ -364,7 +365,7 @@ async def test_model_cards_carry_the_price_of_the_first_route() -> None:
     assert cards["mystery"]["pricing"] is None
 
 
-async def test_every_finished_request_produces_one_usage_record(clock_store: MemoryLimitStore, tmp_path: Path) -> None:
+async def test_every_finished_request_produces_one_usage_record(clock_store: LimitStore, tmp_path: Path) -> None:
     records: list[UsageRecord] = []
     path = tmp_path / "usage.jsonl"
     doc = document({"rpm": 1}, extra={"usage": {"jsonl": str(path)}})
@@ -403,7 +404,7 @@ async def test_every_finished_request_produces_one_usage_record(clock_store: Mem
     await gateway.aclose()
 
 
-async def test_a_stream_record_has_its_usage_and_time_to_first_token(clock_store: MemoryLimitStore) -> None:
+async def test_a_stream_record_has_its_usage_and_time_to_first_token(clock_store: LimitStore) -> None:
     records: list[UsageRecord] = []
     up = FakeOpenAI(steps=[answer_sse(recording("openai/stream-text.sse"))])
     gateway = build(up, document(), limits=clock_store, on_usage=records.append)
@@ -431,7 +432,7 @@ def test_without_limits_the_pipeline_pays_nothing() -> None:
 
 
 async def test_upstream_error_json_keeps_no_reservation_for_a_completion_without_usage(
-    clock_store: MemoryLimitStore,
+    clock_store: LimitStore,
 ) -> None:
     # A completion that reports no usage is charged its reservation, never nothing.
     body = orjson.loads(recording("openai/completion-text.json"))
@@ -444,7 +445,7 @@ async def test_upstream_error_json_keeps_no_reservation_for_a_completion_without
 # -- a single route decided with the key, spend tracked for every key --------------------------
 
 
-async def test_a_lone_route_at_its_limit_takes_nothing_from_the_key(clock_store: MemoryLimitStore) -> None:
+async def test_a_lone_route_at_its_limit_takes_nothing_from_the_key(clock_store: LimitStore) -> None:
     # With one candidate the route is decided in the key's own atomic step: its refusal must not
     # leave the key's request counted, and it still answers like the fallback loop would.
     up = FakeOpenAI()
@@ -461,7 +462,7 @@ async def test_a_lone_route_at_its_limit_takes_nothing_from_the_key(clock_store:
     await assert_settled(gateway, tokens_used=RECORDED_USAGE)
 
 
-async def test_a_key_without_a_budget_still_reports_what_it_spent(clock_store: MemoryLimitStore) -> None:
+async def test_a_key_without_a_budget_still_reports_what_it_spent(clock_store: LimitStore) -> None:
     gateway = build(FakeOpenAI(), document({"rpm": 100}), limits=clock_store)
     for _ in range(2):
         assert (await drive(gateway, json=CHAT, headers=AUTH)).status == 200
@@ -471,7 +472,7 @@ async def test_a_key_without_a_budget_still_reports_what_it_spent(clock_store: M
     assert data["limit"] is None and data["limit_remaining"] is None and data["limit_reset"] is None
 
 
-async def test_without_any_limits_spend_is_not_tracked(clock_store: MemoryLimitStore) -> None:
+async def test_without_any_limits_spend_is_not_tracked(clock_store: LimitStore) -> None:
     gateway = build(FakeOpenAI(), document(), limits=clock_store)
     assert not any(isinstance(m, LimitMiddleware) for m in gateway.middleware)
     assert (await drive(gateway, json=CHAT, headers=AUTH)).status == 200

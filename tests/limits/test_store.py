@@ -1,12 +1,13 @@
-"""The counting arithmetic of the memory store, on an injected clock (no waiting)."""
+"""The counting arithmetic of the limit stores, memory and Redis alike, on an injected clock (no waiting)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 import pytest
+from limit_stores import MakeStore
 
-from routemw.limits import MemoryLimitStore, Quota, Rate, Settlement, Slots
+from routemw.limits import LimitStore, Quota, Rate, Settlement, Slots
 from routemw.limits.headers import duration, ratelimit_headers
 from routemw.limits.periods import period_bounds
 
@@ -29,15 +30,15 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store(clock: Clock) -> MemoryLimitStore:
-    return MemoryLimitStore(clock=clock)
+def store(make_store: MakeStore, clock: Clock) -> LimitStore:
+    return make_store(clock)
 
 
 def rpm(limit: int, group: str = "acct:a") -> Rate:
     return Rate(group, "rpm", limit, 1, refundable=False)
 
 
-async def test_rpm_admits_a_burst_of_n_at_once_then_one_per_interval(store: MemoryLimitStore, clock: Clock) -> None:
+async def test_rpm_admits_a_burst_of_n_at_once_then_one_per_interval(store: LimitStore, clock: Clock) -> None:
     for i in range(60):
         assert (await store.admit(f"l{i}", [rpm(60)])).admitted
     refused = await store.admit("late", [rpm(60)])
@@ -50,7 +51,7 @@ async def test_rpm_admits_a_burst_of_n_at_once_then_one_per_interval(store: Memo
     assert not (await store.admit("next", [rpm(60)])).admitted
 
 
-async def test_no_window_boundary_lets_twice_the_limit_through(store: MemoryLimitStore, clock: Clock) -> None:
+async def test_no_window_boundary_lets_twice_the_limit_through(store: LimitStore, clock: Clock) -> None:
     # A fixed calendar minute would admit 10 at :59 and 10 more at :00; GCRA admits 10 in any 60 s.
     admitted = 0
     for _ in range(20):
@@ -63,20 +64,20 @@ async def test_no_window_boundary_lets_twice_the_limit_through(store: MemoryLimi
     assert (await store.admit("x", [rpm(10)])).standings[0].remaining == 9  # full again
 
 
-async def test_remaining_and_reset_describe_the_state_after_the_reservation(store: MemoryLimitStore) -> None:
+async def test_remaining_and_reset_describe_the_state_after_the_reservation(store: LimitStore) -> None:
     admission = await store.admit("a", [Rate("acct:a", "tpm", 1000, 250)])
     standing = admission.standings[0]
     assert standing.remaining == 750
     assert standing.reset_after == pytest.approx(15.0)  # 250 of 1000 per 60 s come back in 15 s
 
 
-async def test_a_request_larger_than_the_limit_can_never_pass(store: MemoryLimitStore) -> None:
+async def test_a_request_larger_than_the_limit_can_never_pass(store: LimitStore) -> None:
     refused = await store.admit("big", [Rate("acct:a", "tpm", 1000, 1001)])
     assert not refused.admitted
     assert refused.standings[0].retry_after is None
 
 
-async def test_reconcile_refunds_unused_tokens_and_charges_extra(store: MemoryLimitStore, clock: Clock) -> None:
+async def test_reconcile_refunds_unused_tokens_and_charges_extra(store: LimitStore, clock: Clock) -> None:
     claim = Rate("acct:a", "tpm", 1000, 800)
     await store.admit("a", [claim])
     await store.reconcile("a", [Settlement(claim, 300)])
@@ -95,7 +96,7 @@ async def test_reconcile_refunds_unused_tokens_and_charges_extra(store: MemoryLi
     assert standing.remaining == 100
 
 
-async def test_release_refunds_tokens_but_keeps_the_request_counted(store: MemoryLimitStore) -> None:
+async def test_release_refunds_tokens_but_keeps_the_request_counted(store: LimitStore) -> None:
     claims = [rpm(10), Rate("acct:a", "tpm", 1000, 400)]
     await store.admit("a", claims)
     await store.release("a", claims, [None, None])
@@ -103,7 +104,7 @@ async def test_release_refunds_tokens_but_keeps_the_request_counted(store: Memor
     assert [s.remaining for s in standings] == [9, 1000]
 
 
-async def test_one_scope_refusing_takes_nothing_from_the_others(store: MemoryLimitStore) -> None:
+async def test_one_scope_refusing_takes_nothing_from_the_others(store: LimitStore) -> None:
     model = rpm(1, "model:m")
     assert (await store.admit("first", [rpm(10), model])).admitted
     refused = await store.admit("second", [rpm(10), Rate("acct:a", "tpm", 100, 50), Slots("acct:a", 1), model])
@@ -113,7 +114,7 @@ async def test_one_scope_refusing_takes_nothing_from_the_others(store: MemoryLim
     assert (key_rpm.remaining, key_tpm.remaining, key_slots.remaining) == (9, 100, 1)
 
 
-async def test_slots_are_leases_released_once_and_only_by_their_holder(store: MemoryLimitStore) -> None:
+async def test_slots_are_leases_released_once_and_only_by_their_holder(store: LimitStore) -> None:
     slots = Slots("acct:a", 2)
     assert (await store.admit("a", [slots])).admitted
     assert (await store.admit("b", [slots])).admitted
@@ -126,7 +127,7 @@ async def test_slots_are_leases_released_once_and_only_by_their_holder(store: Me
     assert not (await store.admit("d", [slots])).admitted
 
 
-async def test_a_budget_holds_then_commits_the_actual_cost(store: MemoryLimitStore) -> None:
+async def test_a_budget_holds_then_commits_the_actual_cost(store: LimitStore) -> None:
     budget = Quota("acct:a", "budget", 1_000_000, 600_000, "month")  # $1, a request that may cost $0.60
     first = await store.admit("a", [budget])
     assert first.admitted
@@ -138,7 +139,20 @@ async def test_a_budget_holds_then_commits_the_actual_cost(store: MemoryLimitSto
     assert (await store.admit("b", [budget])).admitted
 
 
-async def test_a_used_up_quota_refuses_even_a_free_request(store: MemoryLimitStore) -> None:
+async def test_a_free_request_holds_and_settles_nothing(store: LimitStore) -> None:
+    # A zero hold (an `echo` request, a key whose spend is tracked without a budget) is released
+    # and settled like any other: on Redis its refund must not be written as "-0", which Redis
+    # refuses as an integer (the store would then fall back to counting locally).
+    budget = Quota("acct:a", "budget", 1_000_000, 0, "month")
+    first = await store.admit("a", [budget])
+    await store.reconcile("a", [Settlement(budget, 0, first.standings[0].period)])
+    second = await store.admit("b", [budget])
+    await store.release("b", [budget], [second.standings[0].period])
+    (standing,) = await store.inspect([budget])
+    assert (standing.used, standing.remaining) == (0, 1_000_000)
+
+
+async def test_a_used_up_quota_refuses_even_a_free_request(store: LimitStore) -> None:
     budget = Quota("acct:a", "budget", 100, 100, "day")
     admission = await store.admit("a", [budget])
     await store.reconcile("a", [Settlement(budget, 100, admission.standings[0].period)])
@@ -147,7 +161,7 @@ async def test_a_used_up_quota_refuses_even_a_free_request(store: MemoryLimitSto
     assert refused.standings[0].remaining == 0
 
 
-async def test_a_new_period_starts_from_nothing(store: MemoryLimitStore, clock: Clock) -> None:
+async def test_a_new_period_starts_from_nothing(store: LimitStore, clock: Clock) -> None:
     clock.now = at("2026-09-30T23:59:59")
     tokens = Quota("acct:a", "tokens", 1000, 1000, "month")
     admission = await store.admit("a", [tokens])
@@ -162,7 +176,7 @@ async def test_a_new_period_starts_from_nothing(store: MemoryLimitStore, clock: 
 
 
 async def test_a_lease_settled_after_its_period_ended_does_not_charge_the_new_one(
-    store: MemoryLimitStore, clock: Clock
+    store: LimitStore, clock: Clock
 ) -> None:
     clock.now = at("2026-09-14T23:00:00")
     tokens = Quota("acct:a", "tokens", 1000, 400, "day")
@@ -195,7 +209,7 @@ def test_durations_are_written_the_way_openai_writes_them(seconds: float, text: 
     assert duration(seconds) == text
 
 
-async def test_headers_describe_the_tightest_scope(store: MemoryLimitStore) -> None:
+async def test_headers_describe_the_tightest_scope(store: LimitStore) -> None:
     admission = await store.admit(
         "a", [rpm(100), rpm(5, "model:m"), Rate("acct:a", "tpm", 1000, 10), Rate("model:m", "tpm", 50_000, 10)]
     )

@@ -49,16 +49,47 @@ def test_two_workers_serve_one_port_and_share_cooldowns(tmp_path: Path, redis_ur
     assert log.read_text().count("Started server process") == 2
 
 
-@pytest.mark.parametrize("state", ["", 'state: {redis: {url: "redis://127.0.0.1:1/0"}}\n'])
 def test_more_than_one_worker_is_refused_while_limits_are_counted_per_process(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], state: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "limited.yaml"
-    path.write_text("models: {echo: {routes: [{provider: echo, model: echo}]}}\nlimits: {rpm: 50}\n" + state)
+    path.write_text("models: {echo: {routes: [{provider: echo, model: echo}]}}\nlimits: {rpm: 50}\n")
 
     assert main(["serve", "--config", str(path), "--workers", "2"]) == 2
 
     err = capsys.readouterr().err
     assert "refusing --workers 2: limits, quotas or budgets are configured" in err
     assert "up to 100 a minute" in err
-    assert "state.redis" in err
+    assert "set state.redis" in err
+
+
+LIMITED = """
+models: {echo: {routes: [{provider: echo, model: echo}]}}
+limits: {rpm: 6}
+state:
+  redis: {url: "{redis}", prefix: "{prefix}"}
+  timeout: 2
+"""
+
+
+def test_two_workers_with_limits_on_redis_share_one_rpm(tmp_path: Path, redis_url: str, redis_prefix: str) -> None:
+    path = tmp_path / "limited.yaml"
+    path.write_text(LIMITED.replace("{redis}", redis_url).replace("{prefix}", redis_prefix), encoding="utf-8")
+    port = free_port()
+    command = [sys.executable, "-m", "routemw", "serve", "--config", str(path), "--port", str(port), "--workers", "2"]
+    log = tmp_path / "serve.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, env=dict(os.environ), stdout=sink, stderr=sink)
+        try:
+            wait_until(lambda: log.read_text().count("Application startup complete") == 2, timeout=60, what="2 workers")
+            body = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+            # A fresh connection per request, so the kernel spreads them over both workers.
+            statuses = [
+                httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=30).status_code
+                for _ in range(12)
+            ]
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=30) == 0
+
+    assert sorted(statuses) == [200] * 6 + [429] * 6  # 6 a minute for both workers together, not 6 each
