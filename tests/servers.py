@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import uvicorn
 
-__all__ = ["ENGINES", "LiveServer", "free_port", "serve", "wait_until"]
+__all__ = ["ENGINES", "LiveServer", "free_port", "read_request", "serve", "wait_until"]
 
 Lifespan = Literal["on", "off", "auto"]
 ENGINES = ("uvicorn", "granian")
@@ -159,3 +159,22 @@ def _serve_granian(app: Any, lifespan: Lifespan, start_timeout: float, stop_time
             raise RuntimeError(f"granian on port {port} did not stop within {2 * stop_timeout:g}s")
         if failure:
             raise RuntimeError(f"granian on port {port} failed") from failure[0]
+
+
+async def read_request(scope: dict[str, Any], receive: Any, send: Any) -> bytes | None:
+    """For a raw ASGI upstream in a test: the request's whole body, or None for a lifespan scope.
+
+    A lifespan is answered here (startup, then shutdown when the server stops), so an upstream's
+    `__call__` starts with `if (body := await read_request(scope, receive, send)) is None: return`.
+    """
+    if scope["type"] == "lifespan":
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return None
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body", False):
+            return body

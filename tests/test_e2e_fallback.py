@@ -15,7 +15,7 @@ import orjson
 import pytest
 from fakes import data_payloads, recording
 from openai import OpenAI
-from servers import LiveServer, serve
+from servers import LiveServer, read_request, serve
 
 from routemw import Gateway
 
@@ -40,17 +40,9 @@ class Upstream:
             return len(self.requests)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+        body = await read_request(scope, receive, send)
+        if body is None:
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         payload = orjson.loads(body)
         with self._lock:

@@ -27,7 +27,7 @@ import orjson
 import pytest
 import yaml
 from fakes import recording, split_events
-from servers import ENGINES, LiveServer, free_port, serve, wait_until
+from servers import ENGINES, LiveServer, free_port, read_request, serve, wait_until
 
 SHUTDOWN_TIMEOUT = 1.5
 SLACK = 4.0  # start-up of the drain, the last writes, the lifespan and the interpreter's exit
@@ -46,17 +46,9 @@ class Stalling:
         self.released = 0  # requests whose client (the gateway) went away
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+        body = await read_request(scope, receive, send)
+        if body is None:
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body", False):
-                break
         streaming = bool(orjson.loads(body).get("stream"))
         if streaming:
             headers = [(b"content-type", b"text/event-stream; charset=utf-8")]

@@ -16,7 +16,7 @@ import anyio
 import openai
 import pytest
 from openai import AsyncOpenAI, OpenAI
-from servers import LiveServer, serve, wait_until
+from servers import LiveServer, read_request, serve, wait_until
 
 from routemw import Gateway
 
@@ -41,17 +41,9 @@ class Upstream:
         self.requests = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (message := await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+        body = await read_request(scope, receive, send)
+        if body is None:
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
         request = json.loads(body)
         with self.lock:
             self.requests += 1

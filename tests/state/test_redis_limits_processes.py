@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from redis_server import RedisServer
-from servers import free_port, serve, wait_until
+from servers import free_port, read_request, serve, wait_until
 
 LEASE = 1.0  # state.lease in these tests: a killed process's slot is free within a second
 RATE_KEY = "sk-procs-rate-0123456789"
@@ -43,17 +43,9 @@ class Upstream:
         self.answered = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+        body = await read_request(scope, receive, send)
+        if body is None:
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
         request = json.loads(body)
         with self.lock:
             self.answered += 1
