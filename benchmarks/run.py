@@ -299,6 +299,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--soak", type=int, default=100_000, help="requests in the soak (0 to skip)")
     parser.add_argument("--clients", type=int, default=2000, help="streams: concurrent clients")
     parser.add_argument("--smoke", action="store_true", help="a few hundred requests: does it all still work")
+    parser.add_argument(
+        "--limits-only",
+        action="store_true",
+        help="only what the limits ratio needs: the uvicorn floor, routemw and routemw + limits, JSON only",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.rounds, args.count, args.latency_count, args.soak = 1, 100, 20, 300
@@ -306,8 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise_open_files()
     if args.scenario == "streams":
         return streams_scenario(args.clients, servers_available(), smoke=args.smoke)
-    anthropic = has_anthropic()
-    servers = servers_available()
+    anthropic = has_anthropic() and not args.limits_only
+    servers = ["uvicorn"] if args.limits_only else servers_available()
     processes: list[subprocess.Popen[bytes]] = []
     python = sys.executable
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
@@ -364,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         wait_for_port(port, limited)
         targets.append(Target("routemw + limits", port, limited.pid, "gpt-4o", auth, server="uvicorn"))
-        if has_redis():
+        if has_redis() and not args.limits_only:
             targets += redis_targets(stack, processes, tmp, upstream_port, anthropic, auth)
         report(targets, args)
         if args.soak:
@@ -379,7 +384,7 @@ REDIS_WORKERS = "routemw + limits on Redis, 2 workers"
 
 def report(targets: list[Target], args: argparse.Namespace) -> None:
     print(f"routemw benchmark: {args.rounds} rounds, {os.cpu_count()} cores, loopback, zero-latency upstream\n")
-    for stream in (False, True):
+    for stream in (False,) if args.limits_only else (False, True):
         kind = "SSE (20 chunks)" if stream else "JSON"
         throughput = {t.name: Tally() for t in targets}
         latency = {t.name: Tally() for t in targets}

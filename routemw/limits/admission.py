@@ -77,9 +77,9 @@ class Lease:
 
     id: str
     claims: list[Claim]
-    standings: tuple[Standing, ...]
+    periods: Sequence[str | None]  # each claim's period id from the admission (a quota's; else None)
     estimate: Estimate
-    routes: dict[str, tuple[list[Claim], tuple[Standing, ...]]] = field(default_factory=dict)
+    routes: dict[str, list[Claim]] = field(default_factory=dict)  # route claims: rates, no periods
     settled: bool = False
 
 
@@ -263,20 +263,19 @@ class Limits:
         lease = Lease(self._next_id(), claims, (), est)
         if claims:
             admission = await self.store.admit(lease.id, claims)
-            standings = admission.standings
-            if route is not None:
-                lease.claims, route_claims = claims[:scoped], claims[scoped:]
-                standings, route_standings = standings[:scoped], standings[scoped:]
-                if admission.admitted:
-                    lease.routes[call.candidates[0].key] = (route_claims, route_standings)
             if not admission.admitted:
-                refused = [s for s in standings if not s.ok]
+                standings = admission.standings  # made only now: a refusal is rare and needs words
+                refused = [s for s in standings[:scoped] if not s.ok]
                 if refused:
                     raise _refusal(refused, est)
                 assert route is not None
-                raise self._route_refusal(call, call.candidates[0], route_standings)
-            lease.standings = standings
-            headers = ratelimit_headers(standings)
+                raise self._route_refusal(call, call.candidates[0], standings[scoped:])
+            figures = admission.figures
+            if route is not None:
+                lease.claims = claims[:scoped]
+                lease.routes[call.candidates[0].key] = claims[scoped:]
+            lease.periods = [f[5] for f in figures[:scoped]]
+            headers = ratelimit_headers(claims, figures)
             if headers:
                 call.response_headers.update(headers)
         call.state[_LEASE] = lease
@@ -334,11 +333,11 @@ class Limits:
             if target is None:
                 claims: list[Claim] = []
                 periods: list[str | None] = []
-                for claim, standing in zip(lease.claims, lease.standings, strict=True):
+                for claim, period in zip(lease.claims, lease.periods, strict=True):
                     if _settles(claim):
                         claims.append(claim)
-                        periods.append(standing.period)
-                for route_claims, _ in lease.routes.values():
+                        periods.append(period)
+                for route_claims in lease.routes.values():
                     for claim in route_claims:
                         if _settles(claim):
                             claims.append(claim)
@@ -346,17 +345,21 @@ class Limits:
                 if claims:
                     await self.store.release(lease.id, claims, periods)
                 return
-            settlements = [
-                Settlement(claim, _actual(claim, tokens, cost), standing.period)
-                for claim, standing in zip(lease.claims, lease.standings, strict=True)
-                if _settles(claim)
-            ]
-            for key, (route_claims, _) in lease.routes.items():
+            # A rate whose use was what it reserved (a request count, tokens as estimated) has
+            # nothing to settle: it holds nothing per lease. Slots and quotas always settle.
+            settlements: list[Settlement] = []
+            for claim, period in zip(lease.claims, lease.periods, strict=True):
+                actual = _actual(claim, tokens, cost)
+                if not isinstance(claim, Rate) or actual != claim.amount:
+                    settlements.append(Settlement(claim, actual, period))
+            for key, route_claims in lease.routes.items():
                 answered = key == target.key
                 for claim in route_claims:
-                    if _settles(claim):
+                    if isinstance(claim, Rate) and claim.refundable:  # a route's requests stay counted
                         # A route tried and failed gets back all it reserved, as `release` would give.
-                        settlements.append(Settlement(claim, _actual(claim, tokens, cost) if answered else 0, None))
+                        actual = _actual(claim, tokens, cost) if answered else 0
+                        if actual != claim.amount:
+                            settlements.append(Settlement(claim, actual, None))
             if settlements:
                 await self.store.reconcile(lease.id, settlements)
         except Exception:
@@ -568,7 +571,7 @@ class RouteGate:
         if not admission.admitted:
             return _route_wait(admission.standings)
         if lease is not None:
-            lease.routes[target.key] = (claims, admission.standings)
+            lease.routes[target.key] = claims
         return None
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""OpenAI's rate-limit headers, from an admission's standings.
+"""OpenAI's rate-limit headers, from an admission's figures.
 
 `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`: the limit per minute, what is left
 after this request's reservation, and how long until the limit is back to full, written as
@@ -9,9 +9,9 @@ same thing (a key's rpm and its model's), the headers describe the one with the 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Sequence
 
-from .store import Rate, Standing
+from .store import Claim, Figures, Rate
 
 __all__ = ["duration", "ratelimit_headers"]
 
@@ -31,29 +31,28 @@ def duration(seconds: float) -> str:
     return f"{secs}s"
 
 
-def ratelimit_headers(standings: Iterable[Standing]) -> dict[str, str]:
-    # Runs on every admitted request: one pass, exact-class checks, no intermediate dicts.
-    requests: Standing | None = None
-    tokens: Standing | None = None
-    for standing in standings:
-        claim = standing.claim
+def ratelimit_headers(claims: Sequence[Claim], figures: Sequence[Figures]) -> dict[str, str]:
+    """The headers for an admission: its claims and the figures the store gave for each."""
+    # Runs on every admitted request: one pass over plain tuples, exact-class checks.
+    requests: tuple[Rate, Figures] | None = None
+    tokens: tuple[Rate, Figures] | None = None
+    for claim, figure in zip(claims, figures, strict=True):
         if type(claim) is not Rate and not isinstance(claim, Rate):
             continue
         if claim.name == "rpm":
-            if requests is None or standing.remaining < requests.remaining:
-                requests = standing
-        elif claim.name == "tpm" and (tokens is None or standing.remaining < tokens.remaining):
-            tokens = standing
+            if requests is None or figure[1] < requests[1][1]:
+                requests = (claim, figure)
+        elif claim.name == "tpm" and (tokens is None or figure[1] < tokens[1][1]):
+            tokens = (claim, figure)
     headers: dict[str, str] = {}
     if requests is not None:
-        _describe(headers, "requests", requests)
+        _describe(headers, "requests", *requests)
     if tokens is not None:
-        _describe(headers, "tokens", tokens)
+        _describe(headers, "tokens", *tokens)
     return headers
 
 
-def _describe(headers: dict[str, str], kind: str, standing: Standing) -> None:
-    assert isinstance(standing.claim, Rate)
-    headers[f"x-ratelimit-limit-{kind}"] = str(standing.claim.limit)
-    headers[f"x-ratelimit-remaining-{kind}"] = str(standing.remaining)
-    headers[f"x-ratelimit-reset-{kind}"] = duration(standing.reset_after or 0.0)
+def _describe(headers: dict[str, str], kind: str, claim: Rate, figure: Figures) -> None:
+    headers[f"x-ratelimit-limit-{kind}"] = str(claim.limit)
+    headers[f"x-ratelimit-remaining-{kind}"] = str(figure[1])
+    headers[f"x-ratelimit-reset-{kind}"] = duration(figure[3] or 0.0)

@@ -11,6 +11,12 @@ state in Redis implements each as one Lua script and gets the same guarantees:
 - Time is the store's own (`clock` here, Redis `TIME` there); results are relative ("retry in
   1.2 s", "resets in 3 h"), never a clock reading to compare with another host's.
 
+Shapes: `admit` answers an `Admission`: whether all passed, and per claim a plain `Figures`
+tuple (ok, remaining, used, reset_after, retry_after, period), not a `Standing` object, since it
+runs on every request; `Admission.standings` makes the objects on demand (a refusal, tests).
+`reconcile` takes `Settlement` tuples (claim, actual, period); a caller may leave out a rate
+whose actual equals its amount, which settles nothing. `inspect` answers `Standing`s.
+
 Keys are `{group}:name` (`Claim.key`). The group is one account (`acct:team-a`), one public model or one
 route, so every counter of an account shares a Redis Cluster hash tag and one script can
 update them together.
@@ -35,7 +41,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ..config.schema import Period
 from .periods import period_bounds
@@ -43,6 +49,7 @@ from .periods import period_bounds
 __all__ = [
     "Admission",
     "Claim",
+    "Figures",
     "LimitStore",
     "MemoryLimitStore",
     "Quota",
@@ -116,19 +123,39 @@ class Standing:
     period: str | None = None  # quota: the period id the reservation counts in
 
 
-@dataclass(frozen=True, slots=True)
+# One claim's standing as plain data: (ok, remaining, used, reset_after, retry_after, period),
+# the fields of `Standing` after its claim. Admission is paid on every request, and a tuple costs
+# a thirtieth of a frozen dataclass, so stores answer with these and `Standing`s are made only
+# when someone asks (a refusal's message, `inspect`, tests).
+Figures = tuple[bool, int, int, "float | None", "float | None", "str | None"]
+
+
 class Admission:
-    admitted: bool
-    standings: tuple[Standing, ...]  # every claim's, in the order given
+    """Whether every claim was admitted, and each claim's figures, in the order given."""
+
+    __slots__ = ("admitted", "claims", "figures")
+
+    def __init__(self, admitted: bool, claims: Sequence[Claim], figures: Sequence[Figures]) -> None:
+        self.admitted = admitted
+        self.claims = claims
+        self.figures = figures
+
+    @property
+    def standings(self) -> tuple[Standing, ...]:
+        return tuple(Standing(c, *f) for c, f in zip(self.claims, self.figures, strict=True))
 
     @property
     def refusals(self) -> tuple[Standing, ...]:
-        return tuple(s for s in self.standings if not s.ok)
+        return tuple(Standing(c, *f) for c, f in zip(self.claims, self.figures, strict=True) if not f[0])
+
+    @property
+    def periods(self) -> list[str | None]:
+        """Each claim's period id (a quota's; None for the others), as `release` and settling want them."""
+        return [f[5] for f in self.figures]
 
 
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    """What a lease actually used of one claim it was admitted with."""
+class Settlement(NamedTuple):
+    """What a lease actually used of one claim it was admitted with (a tuple: made per request)."""
 
     claim: Claim
     actual: int
@@ -192,7 +219,7 @@ class MemoryLimitStore:
         # common case (a rate) is checked inline rather than through calls and returned tuples.
         now = self.clock() - self._origin
         tats = self._tat
-        standings: list[Standing] = []
+        figures: list[Figures] = []
         writes: list[Any] = []  # per claim: a rate's new arrival time, a quota's period, None for a slot
         admitted = True
         for claim in claims:
@@ -206,19 +233,19 @@ class MemoryLimitStore:
                 after = tat + rate.amount * interval
                 if after - now <= window + _EPSILON:
                     left = math.floor((window - (after - now)) / interval + _UNIT_SLACK)
-                    standing = Standing(rate, True, left if left > 0 else 0, 0, after - now)
+                    figure: Figures = (True, left if left > 0 else 0, 0, after - now, None, None)
                 else:
-                    standing = self._rate_refusal(rate, now, tat, after, interval)
+                    figure = self._rate_refusal(rate, now, tat, after, interval)
                 writes.append(after)
             elif isinstance(claim, Slots):
-                standing = self._check_slots(lease, claim, True)
+                figure = self._check_slots(lease, claim, True)
                 writes.append(None)
             else:
-                standing = self._check_quota(claim, now, True)
-                writes.append(standing.period)
-            if not standing.ok:
+                figure = self._check_quota(claim, now, True)
+                writes.append(figure[5])
+            if not figure[0]:
                 admitted = False
-            standings.append(standing)
+            figures.append(figure)
         if admitted:
             for claim, write in zip(claims, writes, strict=True):
                 if isinstance(claim, Rate):
@@ -230,7 +257,7 @@ class MemoryLimitStore:
                     holders.add(lease)
                 else:
                     self._ledger(claim.key, write).hold(lease, claim.amount)
-        return Admission(admitted, tuple(standings))
+        return Admission(admitted, claims, figures)
 
     async def reconcile(self, lease: str, settlements: Sequence[Settlement]) -> None:
         now = self.clock() - self._origin
@@ -262,11 +289,11 @@ class MemoryLimitStore:
 
     async def inspect(self, claims: Sequence[Claim]) -> tuple[Standing, ...]:
         now = self.clock() - self._origin
-        return tuple(self._check(None, claim, now) for claim in claims)
+        return tuple(Standing(claim, *self._check(None, claim, now)) for claim in claims)
 
     # -- one claim -------------------------------------------------------------------------
 
-    def _check(self, lease: str | None, claim: Claim, now: float) -> Standing:
+    def _check(self, lease: str | None, claim: Claim, now: float) -> Figures:
         """A claim's standing without reserving anything."""
         if isinstance(claim, Rate):
             return self._check_rate(claim.key, claim, now, 0)
@@ -274,15 +301,15 @@ class MemoryLimitStore:
             return self._check_slots(lease, claim, False)
         return self._check_quota(claim, now, False)
 
-    def _check_slots(self, lease: str | None, claim: Slots, reserve: bool) -> Standing:
+    def _check_slots(self, lease: str | None, claim: Slots, reserve: bool) -> Figures:
         holders = self._slots.get(claim.key)
         taken = len(holders) if holders is not None else 0
         if reserve and (holders is None or lease not in holders):
             taken += 1
         ok = taken <= claim.limit
-        return Standing(claim, ok, max(claim.limit - taken, 0) if ok else 0)
+        return (ok, max(claim.limit - taken, 0) if ok else 0, 0, None, None, None)
 
-    def _check_quota(self, claim: Quota, now: float, reserve: bool) -> Standing:
+    def _check_quota(self, claim: Quota, now: float, reserve: bool) -> Figures:
         """Without `reserve` it only looks: nothing is counted, and a used-up quota is still "ok"."""
         period, ends = self._period(claim.period, now)
         ledger = self._ledgers.get(claim.key)
@@ -292,7 +319,7 @@ class MemoryLimitStore:
         ok = used + amount <= claim.limit and (used < claim.limit or not reserve)
         reset_after = None if ends is None else max(ends - now, 0.0)
         remaining = max(claim.limit - used - (amount if ok else 0), 0)
-        return Standing(claim, ok, remaining, used=committed, reset_after=reset_after, period=period)
+        return (ok, remaining, committed, reset_after, None, period)
 
     def _period(self, kind: Period, now: float) -> tuple[str, float | None]:
         """The current period's id and end (relative to the origin); calendar arithmetic only when it changes."""
@@ -304,25 +331,25 @@ class MemoryLimitStore:
         self._period_start[kind] = now
         return current
 
-    def _check_rate(self, key: str, claim: Rate, now: float, amount: int) -> Standing:
+    def _check_rate(self, key: str, claim: Rate, now: float, amount: int) -> Figures:
         """A rate's standing were `amount` more admitted now (`admit` has this inline)."""
         interval = claim.window / claim.limit
         tat = max(self._tat.get(key, now), now)
         after = tat + amount * interval
         if after - now <= claim.window + _EPSILON:
             remaining = math.floor((claim.window - (after - now)) / interval + _UNIT_SLACK)
-            return Standing(claim, True, max(remaining, 0), reset_after=after - now)
+            return (True, max(remaining, 0), 0, after - now, None, None)
         return self._rate_refusal(claim, now, tat, after, interval, amount)
 
     @staticmethod
     def _rate_refusal(
         claim: Rate, now: float, tat: float, after: float, interval: float, amount: int | None = None
-    ) -> Standing:
+    ) -> Figures:
         amount = claim.amount if amount is None else amount
         # More than the whole limit can never pass; otherwise it passes once enough has come back.
         retry = None if amount > claim.limit else after - claim.window - now
         remaining = math.floor((claim.window - (tat - now)) / interval + _UNIT_SLACK)
-        return Standing(claim, False, max(remaining, 0), reset_after=tat - now, retry_after=retry)
+        return (False, max(remaining, 0), 0, tat - now, retry, None)
 
     def _adjust(self, key: str, claim: Rate, delta: int, now: float) -> None:
         """Move the arrival time by `delta` units: back for a refund (never before now), on for extra use."""

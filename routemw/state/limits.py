@@ -56,7 +56,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..limits.store import Admission, Claim, MemoryLimitStore, Rate, Settlement, Slots, Standing
+from ..limits.store import Admission, Claim, Figures, MemoryLimitStore, Rate, Settlement, Slots, Standing
 from .guard import RedisGuard
 from .limits_script import SCRIPT
 
@@ -132,7 +132,7 @@ class RedisLimits:
             if self.cluster:
                 return await self._admit_by_group(lease, claims)
             reply = await self._call("admit", [(c, lease, 0, None) for c in claims])
-            return Admission(reply[0] == b"1", _standings(claims, reply, 1))
+            return Admission(reply[0] == b"1", claims, _figures(len(claims), reply, 1))
 
         async def local() -> Admission:
             store = self.local
@@ -143,7 +143,7 @@ class RedisLimits:
 
         admission = await self.guard.run(remote, local, admission=True)
         if admission.admitted and lease not in self._admitted_locally:
-            self._track(lease, claims, admission.standings)
+            self._track(lease, claims, admission.periods)
         return admission
 
     async def reconcile(self, lease: str, settlements: Sequence[Settlement]) -> None:
@@ -194,9 +194,9 @@ class RedisLimits:
 
         await self.guard.run(lambda: self._run("renew", entries), nothing, admission=False)
 
-    def _track(self, lease: str, claims: Sequence[Claim], standings: Sequence[Standing]) -> None:
+    def _track(self, lease: str, claims: Sequence[Claim], periods: Sequence[str | None]) -> None:
         held: list[tuple[Claim, str | None]] = [
-            (c, s.period) for c, s in zip(claims, standings, strict=True) if not isinstance(c, Rate)
+            (c, p) for c, p in zip(claims, periods, strict=True) if not isinstance(c, Rate)
         ]
         if not held:
             return
@@ -238,21 +238,24 @@ class RedisLimits:
         """Cluster: one script per group, rolling back the groups applied when a later one refuses."""
         entries: list[_Entry] = [(c, lease, 0, None) for c in claims]
         parts = _groups(entries)
-        standings: list[Standing] = []
+        figures: list[Figures] = []
+        ordered: list[Claim] = []  # the claims in the order of `figures` (grouped)
         applied: list[list[_Entry]] = []
         for index, part in enumerate(parts):
             reply = await self._call("admit", part)
-            standings += _standings([e[0] for e in part], reply, 1)
+            ordered += [e[0] for e in part]
+            figures += _figures(len(part), reply, 1)
             if reply[0] == b"1":
                 applied.append(part)
                 continue
+            periods = {id(c): f[5] for c, f in zip(ordered, figures, strict=True)}
             for done in applied:
-                periods = {id(s.claim): s.period for s in standings}
                 await self._call("rollback", [(c, lease, 0, periods[id(c)]) for c, _, _, _ in done])
             for rest in parts[index + 1 :]:
-                standings += _standings([e[0] for e in rest], await self._call("check", rest), 1)
-            return Admission(False, tuple(standings))
-        return Admission(True, tuple(standings))
+                ordered += [e[0] for e in rest]
+                figures += _figures(len(rest), await self._call("check", rest), 1)
+            return Admission(False, ordered, figures)
+        return Admission(True, ordered, figures)
 
     async def _run(self, op: str, entries: Sequence[_Entry]) -> None:
         if not self.cluster:
@@ -290,19 +293,23 @@ def _groups(entries: Sequence[_Entry]) -> list[list[_Entry]]:
     return list(parts.values())
 
 
-def _standings(claims: Sequence[Claim], reply: Sequence[bytes], start: int) -> tuple[Standing, ...]:
-    standings: list[Standing] = []
-    for index, claim in enumerate(claims):
+def _figures(count: int, reply: Sequence[bytes], start: int) -> list[Figures]:
+    """The script's six fields per claim, from `start`, as `Figures`."""
+    figures: list[Figures] = []
+    for index in range(count):
         ok, remaining, used, reset, retry, period = reply[start + 6 * index : start + 6 * index + 6]
-        standings.append(
-            Standing(
-                claim,
+        figures.append(
+            (
                 ok == b"1",
                 int(remaining),
-                used=int(used),
-                reset_after=float(reset) if reset else None,
-                retry_after=float(retry) if retry else None,
-                period=period.decode() if period else None,
+                int(used),
+                float(reset) if reset else None,
+                float(retry) if retry else None,
+                period.decode() if period else None,
             )
         )
-    return tuple(standings)
+    return figures
+
+
+def _standings(claims: Sequence[Claim], reply: Sequence[bytes], start: int) -> tuple[Standing, ...]:
+    return tuple(Standing(c, *f) for c, f in zip(claims, _figures(len(claims), reply, start), strict=True))

@@ -213,7 +213,7 @@ async def test_headers_describe_the_tightest_scope(store: LimitStore) -> None:
     admission = await store.admit(
         "a", [rpm(100), rpm(5, "model:m"), Rate("acct:a", "tpm", 1000, 10), Rate("model:m", "tpm", 50_000, 10)]
     )
-    headers = ratelimit_headers(admission.standings)
+    headers = ratelimit_headers(admission.claims, admission.figures)
     assert headers["x-ratelimit-limit-requests"] == "5"
     assert headers["x-ratelimit-remaining-requests"] == "4"
     assert headers["x-ratelimit-reset-requests"] == "12s"
