@@ -52,6 +52,7 @@ from .reply import Completion
 from .routing import Catalog
 from .routing.health import HealthStore, MemoryHealth
 from .shutdown import InFlight, Interrupt, ServerShuttingDownError
+from .telemetry import Readiness, Telemetry
 from .usage import JsonlSink, Meter, UsageCallback, UsageRecord, UsageSink, deliver, iso_time
 
 __all__ = ["Gateway"]
@@ -80,6 +81,7 @@ class Gateway:
         limits: LimitStore | None = None,
         on_usage: UsageCallback | None = None,
         usage_sinks: Sequence[UsageSink] = (),
+        access_log: bool = False,
     ) -> None:
         """Build from a validated config.
 
@@ -97,7 +99,11 @@ class Gateway:
 
         `limits` replaces the in-memory store that rate limits, quotas and budgets are counted
         in. `on_usage` (a function, sync or async) and `usage_sinks` get one `UsageRecord` per
-        finished request; the config's `usage.jsonl` adds a file sink the gateway owns.
+        finished request; the config's `usage.jsonl` adds a file sink the gateway owns. Each
+        record carries `trace`, the request's `call.trace()`, for these subscribers.
+
+        `access_log=True` writes a line per finished request to the `routemw.access` logger
+        (README: Observability); `routemw serve` turns it on unless told not to.
         """
         self.config = config
         self.registry = registry if registry is not None else ProviderRegistry.default()
@@ -123,7 +129,23 @@ class Gateway:
         self._owned_sinks: tuple[UsageSink, ...] = (JsonlSink(config.usage.jsonl),) if config.usage.jsonl else ()
         self._usage_sinks = (*usage_sinks, *self._owned_sinks)
         self._usage_callbacks: tuple[UsageCallback, ...] = (on_usage,) if on_usage is not None else ()
-        self._recording = bool(self._usage_sinks or self._usage_callbacks)
+        self._subscribed = bool(self._usage_sinks or self._usage_callbacks)
+        # -- telemetry (routemw.telemetry): access log, metrics, spans, health endpoints --
+        self.telemetry = Telemetry(
+            config,
+            self.catalog,
+            provider_types={
+                **{name: type_name for name, type_name in BUILTIN_PROVIDERS.items()},
+                **{name: cfg.type for name, cfg in config.providers.items()},
+            },
+            accounts=["anonymous", *(key.name for key in config.keys)],
+            closing=lambda: self._in_flight.closing,
+            cooling_for=getattr(self.health, "cooling_for", None),
+            access_log=access_log,
+        )
+        self.readiness: Readiness = self.telemetry.readiness
+        self.metrics_app = self.telemetry.metrics_app
+        self._recording = self._subscribed or self.telemetry.records
         self._pricing = {entry.id: self._card_price(entry.targets) for entry in self.catalog}
         defaults: list[Middleware] = [
             AuthMiddleware(self.authenticator),
@@ -157,6 +179,7 @@ class Gateway:
             first_token_timeout=retry.first_token_timeout,
             secrets={name: _credentials(cfg) for name, cfg in config.providers.items()},
             limits=config.upstream,
+            tracing=self.telemetry.tracing,
         )
         self._handler: Handler = compose(self.middleware, dispatcher)
         self._transport = transport
@@ -168,6 +191,7 @@ class Gateway:
         prefix = f"req_{uuid.uuid4().hex[:12]}"
         counter = itertools.count(1)
         self._next_request_id: Callable[[], str] = lambda: f"{prefix}{next(counter):012x}"
+        self._front = self.telemetry.front(self._http)
 
     @classmethod
     def from_config(
@@ -185,6 +209,7 @@ class Gateway:
         limits: LimitStore | None = None,
         on_usage: UsageCallback | None = None,
         usage_sinks: Sequence[UsageSink] = (),
+        access_log: bool = False,
     ) -> Gateway:
         """Load a YAML/JSON file or a mapping (None: the embedded default) and build a gateway."""
         env = os.environ if environ is None else environ
@@ -203,6 +228,7 @@ class Gateway:
             limits=limits,
             on_usage=on_usage,
             usage_sinks=usage_sinks,
+            access_log=access_log,
         )
 
     def _create_providers(self) -> dict[str, Provider]:
@@ -267,7 +293,7 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            await self._front(scope, receive, send)  # health and metrics endpoints, telemetry; then _http
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
@@ -347,7 +373,7 @@ class Gateway:
         finally:
             self._in_flight.leave(interrupt)
             if self._recording:
-                await self._record(call, request_id, arrived, status, error)
+                await self._record(call, request_id, arrived, status, error, scope)
 
     async def _answer(
         self, call: Call, receive: Receive, send: Send, interrupt: Interrupt
@@ -367,6 +393,7 @@ class Gateway:
                 async with interrupt:
                     reply = await self._handler(call)
             except RouteMWError as exc:
+                call.error = exc
                 if call.attempts:
                     call.response_headers.setdefault("x-routemw-attempts", str(len(call.attempts)))
                 await send_error(send, exc, call.response_headers)
@@ -392,7 +419,7 @@ class Gateway:
         return status, error
 
     async def _record(
-        self, call: Call | None, request_id: str, arrived: float, status: int | None, error: str | None
+        self, call: Call | None, request_id: str, arrived: float, status: int | None, error: str | None, scope: Scope
     ) -> None:
         """Build the request's usage record and hand it to every subscriber."""
         meter = call.meter if call is not None else None
@@ -425,9 +452,17 @@ class Gateway:
             latency_ms=round((time.monotonic() - started) * 1000, 3),
             ttft_ms=round((first - started) * 1000, 3) if first is not None else None,
             stream=stream,
+            method=scope["method"],
+            path=client_path(scope),
+            fallbacks=int(call.response_headers.get("x-routemw-fallbacks", 0)) if call is not None else 0,
+            limit=getattr(call.error, "limit", None) if call is not None else None,
+            trace=call.trace() if call is not None and self._subscribed else None,
         )
-        with anyio.CancelScope(shield=True):
-            await deliver(record, self._usage_callbacks, self._usage_sinks)
+        if self.telemetry.records:
+            self.telemetry.finish(record, call)  # first: metrics count it before anything can suspend
+        if self._subscribed:
+            with anyio.CancelScope(shield=True):
+                await deliver(record, self._usage_callbacks, self._usage_sinks)
 
     def _card_price(self, targets: Sequence[Any]) -> dict[str, float] | None:
         """The price of a model's first route, for its `/v1/models` card (None: unknown)."""

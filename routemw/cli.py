@@ -11,7 +11,6 @@ The config comes from `--config`, else from `ROUTEMW_CONFIG`, else the embedded 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import re
 import sys
@@ -24,6 +23,7 @@ from .config import ProviderTypes, default_document, load_config
 from .errors import ConfigError
 from .limits.report import describe as describe_limits
 from .providers.registry import ProviderRegistry
+from .telemetry import configure_logging
 
 __all__ = ["EXIT_OK", "EXIT_USAGE", "main", "without_userinfo"]
 
@@ -54,11 +54,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--no-access-log", action="store_true", help="do not log a line per request")
     serve.add_argument(
+        "--log-format", default="text", choices=["text", "json"], help="access log and other log lines (default: text)"
+    )
+    serve.add_argument(
         "--shutdown-timeout",
         type=_seconds,
         metavar="SECONDS",
         help="on SIGTERM/SIGINT, how long requests in flight may still run (default: server.shutdown_timeout)",
     )
+    serve.add_argument("--workers", type=_count, default=1, help="processes serving the port (default: 1)")
     check = commands.add_parser("check", help="validate a config and print its models, routes and providers")
     check.add_argument("--config", "-c", help=config_help)
     return parser
@@ -74,22 +78,42 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
 def _serve(args: argparse.Namespace, config_path: str | None) -> int:
     from .serve import serve  # uvicorn is imported only for this command
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(message)s")
+    access = not args.no_access_log
+    configure_logging(args.log_format, args.log_level, access=access)  # routemw.access replaces uvicorn's line
     try:
-        gateway = Gateway.from_config(config_path)
+        gateway = Gateway.from_config(config_path, access_log=access)
     except ConfigError as exc:
         print(f"routemw: {exc}", file=sys.stderr)
         return EXIT_USAGE
     server = gateway.config.server
+    if args.workers > 1:
+        from .workers import serve_workers
+
+        return serve_workers(
+            config_path,
+            args.workers,
+            host=args.host or server.host,
+            port=args.port if args.port is not None else server.port,
+            log_level=args.log_level,
+            access_log=access,
+            log_format=args.log_format,
+            metrics=gateway.config.metrics.prometheus,
+        )
     return serve(
         gateway,
         host=args.host or server.host,
         port=args.port if args.port is not None else server.port,
         log_level=args.log_level,
-        access_log=not args.no_access_log,
+        access_log=False,
         shutdown_timeout=args.shutdown_timeout if args.shutdown_timeout is not None else server.shutdown_timeout,
     )
 

@@ -36,6 +36,7 @@ from .schema import (
     ServerConfig,
     UpstreamConfig,
 )
+from .telemetry import TelemetryFields
 
 __all__ = ["ProviderTypes", "load_config"]
 
@@ -117,7 +118,7 @@ def _redact_quoted(match: re.Match[str]) -> str:
     return match.group(0) if _HARMLESS_QUOTE.fullmatch(match.group(1)) else "'...'"
 
 
-class _Validator(LimitFields):
+class _Validator(LimitFields, TelemetryFields):
     """Walks the document once; every check appends to `problems` and carries on."""
 
     def __init__(self, problems: list[str], provider_types: ProviderTypes | None) -> None:
@@ -141,6 +142,8 @@ class _Validator(LimitFields):
                 "prices",
                 "limits",
                 "usage",
+                "metrics",
+                "health",
             }
         )
         data = self.mapping(document, "", allowed)
@@ -171,6 +174,8 @@ class _Validator(LimitFields):
             prices=self.prices(data.get("prices"), "prices"),
             limits=self.limits(data.get("limits"), "limits", LIMIT_KEYS | {"estimate_output_tokens"}),
             usage=self.usage(data.get("usage"), "usage"),
+            metrics=self.metrics(data.get("metrics"), "metrics"),
+            health=self.health(data.get("health"), "health"),
             estimate_output_tokens=self.estimate_output_tokens(data.get("limits")),
             source=origin,
         )

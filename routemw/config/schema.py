@@ -16,8 +16,10 @@ __all__ = [
     "AuthConfig",
     "BudgetConfig",
     "GatewayConfig",
+    "HealthConfig",
     "KeyConfig",
     "LimitsConfig",
+    "MetricsConfig",
     "ModelConfig",
     "ParamsConfig",
     "Period",
@@ -190,6 +192,18 @@ class ParamsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    prometheus: bool = False  # serve Prometheus metrics (needs the `routemw[metrics]` extra)
+    path: str | None = "/metrics"  # where the gateway serves them; None: only `gateway.metrics_app`
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    # Whether /healthz and /readyz requests appear in the access log, request metrics and spans.
+    observe: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     server: ServerConfig = ServerConfig()
     providers: Mapping[str, ProviderConfig] = field(default_factory=_empty)
@@ -204,6 +218,8 @@ class GatewayConfig:
     # `limits.estimate_output_tokens`: output reserved for a request without max_tokens or route default
     estimate_output_tokens: int = 1024
     usage: UsageConfig = UsageConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    health: HealthConfig = HealthConfig()
     source: str = "<mapping>"  # where it came from, for messages
 
     def secrets(self) -> tuple[str, ...]:
