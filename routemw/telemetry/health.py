@@ -50,7 +50,8 @@ class Readiness:
         results: dict[str, str] = {"config": "ok", "shutdown": "ok"}
         reason: str | None = None
         if self._closing():
-            results["shutdown"] = reason = "the server is shutting down"
+            results["shutdown"] = "the server is shutting down"
+            reason = "shutdown: the server is shutting down"
         for name, check in self._checks.items():
             outcome = await self._one(name, check)
             results[name] = outcome or "ok"

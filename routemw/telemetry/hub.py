@@ -117,12 +117,12 @@ class Telemetry:
             exchange.record = record
         self._observe(record, call)
 
-    def _observe(self, record: UsageRecord, call: Call | None) -> None:
+    def _observe(self, record: UsageRecord, call: Call | None, *, chat: bool = True) -> None:
         if self.metrics is not None:
             if call is not None:
                 self.metrics.observe(record, call.attempts, call.skipped)
             else:
-                self.metrics.observe(record, ())
+                self.metrics.observe(record, (), chat=chat)
         if self.access is not None:
             self.access.emit(record)
 
@@ -206,7 +206,7 @@ class Telemetry:
                     method=scope["method"],
                     path=client_path(scope),
                 )
-                self._observe(record, None)
+                self._observe(record, None, chat=False)
             if tracing is not None:
                 route = path if exchange.record is not None else _route(path)
                 tracing.end_server(span, span_token, exchange.status, exchange.record, route)

@@ -147,13 +147,21 @@ class PrometheusMetrics:
             child = self._children[key] = metric.labels(*values)
         return child
 
-    def observe(self, record: UsageRecord, attempts: Sequence[Attempt], skipped: Sequence[Any] = ()) -> None:
-        """Count one finished request: its record, and the upstream attempts it made."""
+    def observe(
+        self, record: UsageRecord, attempts: Sequence[Attempt], skipped: Sequence[Any] = (), *, chat: bool = True
+    ) -> None:
+        """Count one finished request: its record, and the upstream attempts it made.
+
+        `chat=False` for a request that was not a completion (`/v1/models`, an unknown URL):
+        it counts in `routemw_requests_total` only.
+        """
         model = record.model if record.model in self._models else UNKNOWN
         account = record.account if record.account in self._accounts else UNKNOWN
         status = record.status
         child = self._child
         child(self.requests, account, model, f"{status // 100}xx").inc()
+        if not chat:
+            return
         # A stream that failed after it started was a 200 to the client, and an error all the same.
         error_type = str(status) if status >= 400 else "in_band_error" if record.error_code is not None else ""
         child(self.request_duration, OPERATION, model, error_type).observe(record.latency_ms / 1000)
