@@ -123,7 +123,7 @@ def test_serve_text_lines_and_no_access_log(tmp_path: Path) -> None:
 
 
 def test_two_workers_sum_their_metrics_in_a_directory_serve_makes_and_removes(tmp_path: Path) -> None:
-    with routemw_serve(tmp_path, "--workers", "2") as (url, process, out, err):
+    with routemw_serve(tmp_path, "--workers", "2") as (url, process, out, _):
         (directory,) = tmp_path.glob("routemw-metrics-*")
         prefixes: set[str] = set()
         sent = 0
