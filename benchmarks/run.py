@@ -12,7 +12,12 @@ noisy neighbour hurts all of them alike, and results are reported as ratios with
 - a soak through routemw with its RSS sampled, reporting growth after warm-up;
 - a second routemw with limits on the key, the model and the route (high enough never to
   refuse, so every request pays for admission, headers and settlement), and its JSON
-  throughput as a ratio to routemw without limits.
+  throughput as a ratio to routemw without limits;
+- a third routemw with all its telemetry on: the access log in JSON to a file, Prometheus
+  metrics, and an OpenTelemetry SDK tracer provider exporting to nothing (`traced_serve`), and
+  its JSON throughput as a ratio to routemw with all of it off;
+- with `--baseline DIR`, routemw served from another checkout too (`DIR` on `PYTHONPATH`), to
+  compare a change against the code before it within one run.
 
 Everything it starts is stopped when it ends, however it ends.
 """
@@ -20,6 +25,7 @@ Everything it starts is stopped when it ends, however it ends.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -75,8 +81,10 @@ def rss_mb(pid: int) -> float:
 
 
 @contextmanager
-def started(processes: list[subprocess.Popen[bytes]], *command: str) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(command, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL)
+def started(
+    processes: list[subprocess.Popen[bytes]], *command: str, stdout: Any = subprocess.DEVNULL, env: Any = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(command, cwd=ROOT, start_new_session=True, stdout=stdout, env=env)
     processes.append(process)
     try:
         yield process
@@ -161,7 +169,9 @@ MODEL_LIMITS = {"rpm": 10_000_000, "tpm": 10_000_000_000}
 ROUTE_LIMITS = {"rpm": 10_000_000, "tpm": 10_000_000_000}
 
 
-def routemw_config(upstream: int, port: int, anthropic: bool, *, limited: bool = False) -> dict[str, Any]:
+def routemw_config(
+    upstream: int, port: int, anthropic: bool, *, limited: bool = False, metrics: bool = False
+) -> dict[str, Any]:
     providers: dict[str, Any] = {
         "up": {"type": "openai", "base_url": f"http://127.0.0.1:{upstream}/v1", "api_key": "sk-bench-upstream"}
     }
@@ -183,6 +193,7 @@ def routemw_config(upstream: int, port: int, anthropic: bool, *, limited: bool =
         "models": models,
         "keys": [key],
         "auth": {"mode": "keys"},
+        **({"metrics": {"prometheus": True}} if metrics else {}),
     }
 
 
@@ -199,12 +210,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency-count", type=int, default=500, help="requests per target per round at concurrency 1")
     parser.add_argument("--soak", type=int, default=100_000, help="requests in the soak (0 to skip)")
     parser.add_argument("--smoke", action="store_true", help="a few hundred requests: does it all still work")
+    parser.add_argument("--baseline", type=Path, help="another routemw checkout to serve too, for comparison")
     args = parser.parse_args(argv)
     if args.smoke:
         args.rounds, args.count, args.latency_count, args.soak = 1, 100, 20, 300
     anthropic = has_anthropic()
     processes: list[subprocess.Popen[bytes]] = []
-    ports = {name: free_port() for name in ("upstream", "bare", "routemw", "limited")}
+    ports = {name: free_port() for name in ("upstream", "bare", "routemw", "limited", "observed", "baseline")}
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "routemw.json"
         config.write_text(json.dumps(routemw_config(ports["upstream"], ports["routemw"], anthropic)))
@@ -212,8 +224,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         limited_config.write_text(
             json.dumps(routemw_config(ports["upstream"], ports["limited"], anthropic, limited=True))
         )
+        observed_config = Path(tmp) / "routemw-observed.json"
+        observed_config.write_text(
+            json.dumps(routemw_config(ports["upstream"], ports["observed"], anthropic, metrics=True))
+        )
+        access_log = (Path(tmp) / "access.log").open("wb")
+        baseline_config = Path(tmp) / "routemw-baseline.json"
+        baseline_config.write_text(json.dumps(routemw_config(ports["upstream"], ports["baseline"], anthropic)))
+        baseline_env = {**os.environ, "PYTHONPATH": str(args.baseline.resolve())} if args.baseline else None
         python = sys.executable
+        serve_quietly = ("serve", "--log-level", "warning", "--no-access-log")
         with (
+            contextlib.ExitStack() as stack,
+            access_log,
             started(processes, python, "-m", "benchmarks.upstream", "--port", str(ports["upstream"])) as upstream,
             started(
                 processes,
@@ -249,8 +272,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "warning",
                 "--no-access-log",
             ) as limited,
+            started(
+                processes,
+                python,
+                "-m",
+                "benchmarks.traced_serve",
+                "serve",
+                "--config",
+                str(observed_config),
+                "--log-format",
+                "json",
+                stdout=access_log,
+            ) as observed,
         ):
-            for name, process in (("upstream", upstream), ("bare", bare), ("routemw", gateway), ("limited", limited)):
+            baseline_command = (python, "-m", "routemw", *serve_quietly, "--config", str(baseline_config))
+            baseline = (
+                stack.enter_context(started(processes, *baseline_command, env=baseline_env)) if args.baseline else None
+            )
+            running = {"upstream": upstream, "bare": bare, "routemw": gateway, "limited": limited, "observed": observed}
+            for name, process in (*running.items(), *((("baseline", baseline),) if baseline else ())):
                 wait_for_port(ports[name], process)
             auth = [f"authorization: Bearer {CLIENT_KEY}"]
             targets = [
@@ -259,6 +299,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 Target("routemw", ports["routemw"], gateway.pid, "gpt-4o", auth),
             ]
             targets.append(Target("routemw + limits", ports["limited"], limited.pid, "gpt-4o", auth))
+            targets.append(Target("routemw + telemetry", ports["observed"], observed.pid, "gpt-4o", auth))
+            if baseline is not None:
+                targets.append(Target("routemw (baseline)", ports["baseline"], baseline.pid, "gpt-4o", auth))
             if anthropic:
                 targets.append(Target("routemw -> anthropic", ports["routemw"], gateway.pid, "claude", auth))
             report(targets, args)
@@ -301,6 +344,12 @@ def report(targets: list[Target], args: argparse.Namespace) -> None:
         if not stream and "routemw + limits" in throughput:
             ratio = throughput["routemw + limits"].rate() / throughput["routemw"].rate()
             print(f"limits: JSON req/s @32 with limits on key, model and route = {ratio:.2f}x routemw without\n")
+        if not stream and "routemw + telemetry" in throughput:
+            ratio = throughput["routemw + telemetry"].rate() / throughput["routemw"].rate()
+            print(f"telemetry: JSON req/s @32 with access log, Prometheus and OpenTelemetry = {ratio:.2f}x all off\n")
+        if not stream and "routemw (baseline)" in throughput:
+            ratio = throughput["routemw"].rate() / throughput["routemw (baseline)"].rate()
+            print(f"baseline: JSON req/s @32 of routemw = {ratio:.2f}x the baseline checkout\n")
 
 
 def soak(target: Target, total: int) -> None:

@@ -6,20 +6,25 @@ a dict of the fields and a `LogRecord`; nothing is formatted there. The record's
 `AccessLine`, which renders itself (`key=value ...`) only when a handler asks for it, and the
 fields ride along as `record.access` for JSON.
 
-`configure_logging` is what `routemw serve` uses: the access logger hands its records to a
-`QueueHandler`, and a `QueueListener` thread formats and writes them, flushing once the queue is
-empty, so a burst of lines costs one flush and the event loop never waits on a write. A host
-that mounts the gateway attaches its own handlers to `routemw.access` instead (a `QueueHandler`
-too, ideally: a plain `StreamHandler` writes on the event loop).
+`configure_logging` is what `routemw serve` uses: the access logger gets an `AccessWriter`, a
+handler that only puts what it is given on a queue; a thread formats and writes what gathered,
+at most `interval` seconds after it arrived, in one write and one flush, so the event loop never
+waits on a write and a busy server makes a few writes a second, not one per request. When that
+writer is the logger's only handler, `AccessLog` hands it the fields directly and no `LogRecord`
+is made at all (measured: making and routing one cost more than the rest of the line). A host
+that mounts the gateway attaches its own handlers to `routemw.access` instead and gets ordinary
+records (a `QueueHandler` is best there too: a plain `StreamHandler` writes on the event loop).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
-import logging.handlers
 import queue
 import sys
+import threading
+import time
 from collections.abc import Mapping
 from typing import IO, Any, Final, Literal
 
@@ -27,7 +32,15 @@ import orjson
 
 from ..usage import UsageRecord
 
-__all__ = ["ACCESS_FIELDS", "ACCESS_LOGGER", "AccessLine", "AccessLog", "JsonFormatter", "configure_logging"]
+__all__ = [
+    "ACCESS_FIELDS",
+    "ACCESS_LOGGER",
+    "AccessLine",
+    "AccessLog",
+    "AccessWriter",
+    "JsonFormatter",
+    "configure_logging",
+]
 
 ACCESS_LOGGER: Final = "routemw.access"
 # The names of a line, in order; README "Observability" documents each.
@@ -112,6 +125,10 @@ class AccessLog:
             "ttft_ms": record.ttft_ms,
             "latency_ms": record.latency_ms,
         }
+        handlers = logger.handlers
+        if len(handlers) == 1 and type(handlers[0]) is AccessWriter and not logger.filters:
+            handlers[0].put(fields)  # `routemw serve`: straight to the writer thread
+            return
         # `makeRecord` and `handle` rather than `logger.info`: the caller's file and line say
         # nothing here, and finding them walks the stack on every request.
         line = AccessLine(fields)
@@ -137,34 +154,88 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry).decode()
 
 
-class _HandOff(logging.handlers.QueueHandler):
-    """A `QueueHandler` that hands records over as they are: the listener thread formats them.
-
-    The stock `prepare` formats the message on the caller's thread (to make records picklable for
-    a multiprocessing queue); this queue stays in the process.
-    """
-
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        return record
+_STOP: Final = object()
 
 
-class _LineWriter(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes each line, and flushes only when no more are waiting."""
+class AccessWriter(logging.Handler):
+    """Writes access lines (and any other record sent to it) from a thread, in batches."""
 
-    def __init__(self, stream: IO[str], pending: queue.SimpleQueue[Any]) -> None:
-        super().__init__(stream)
-        self._pending = pending
+    def __init__(self, stream: IO[str], *, json: bool, interval: float = 0.1) -> None:
+        super().__init__()
+        self.stream = stream
+        self.json = json
+        self.interval = interval
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="routemw-access-log", daemon=True)
+        self._thread.start()
+
+    def put(self, fields: Mapping[str, Any]) -> None:
+        self._queue.put(fields)
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.stream.write(self.format(record) + "\n")
-            if self._pending.empty():
-                self.stream.flush()
-        except Exception:
-            self.handleError(record)
+        self._queue.put(record)
+
+    def flush(self) -> None:
+        """Return once everything queued so far is written (or after 5 s)."""
+        if self._thread.is_alive():
+            done = threading.Event()
+            self._queue.put(done)
+            done.wait(5.0)
+
+    def close(self) -> None:
+        """Write what is queued, and go on working.
+
+        `logging.config.dictConfig` closes every handler it finds (uvicorn calls it as it
+        starts) while leaving them attached to their loggers; stopping here would silence the
+        access log for good. `stop()` ends the thread.
+        """
+        self.flush()
+        super().close()
+
+    def stop(self) -> None:
+        """Write what is queued and end the thread; idempotent."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+
+    def _line(self, item: Any) -> str:
+        if isinstance(item, logging.LogRecord):
+            return self.format(item)
+        return orjson.dumps(item).decode() if self.json else str(AccessLine(item))
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            lines: list[str] = []
+            flushed: list[threading.Event] = []
+            stop = False
+            deadline = time.monotonic() + self.interval
+            while True:
+                if item is _STOP:
+                    stop = True
+                    break
+                if isinstance(item, threading.Event):
+                    flushed.append(item)
+                else:
+                    with contextlib.suppress(Exception):  # one bad line must not stop the log
+                        lines.append(self._line(item))
+                try:
+                    item = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
+                except queue.Empty:
+                    break
+            if lines:
+                try:
+                    self.stream.write("\n".join(lines) + "\n")
+                    self.stream.flush()
+                except (OSError, ValueError):
+                    pass  # stdout closed under us: nothing else to tell it to
+            for event in flushed:
+                event.set()
+            if stop:
+                return
 
 
-_listener: logging.handlers.QueueListener | None = None
+_writer: AccessWriter | None = None
 
 
 def configure_logging(
@@ -176,7 +247,7 @@ def configure_logging(
     or `key=value` text; everything else routemw logs goes to stderr in the same format. The
     access lines are INFO, so a `level` above that, or `access=False`, turns them off.
     """
-    global _listener
+    global _writer
     numeric = logging.getLevelName(level.upper())
     handler = logging.StreamHandler(sys.stderr)
     plain = logging.Formatter("%(levelname)s:     %(message)s")
@@ -187,25 +258,20 @@ def configure_logging(
     access_logger = logging.getLogger(ACCESS_LOGGER)
     access_logger.propagate = False
     access_logger.handlers.clear()
-    if _listener is not None:
-        _listener.stop()
-        _listener = None
+    _stop_writer()
     if not access:
         access_logger.setLevel(logging.CRITICAL + 1)
         return
     access_logger.setLevel(numeric)
-    pending: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    writer = _LineWriter(stream if stream is not None else sys.stdout, pending)
-    writer.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter("%(message)s"))
-    access_logger.addHandler(_HandOff(pending))
-    _listener = logging.handlers.QueueListener(pending, writer)
-    _listener.start()
-    atexit.register(_stop_listener)
+    _writer = AccessWriter(stream if stream is not None else sys.stdout, json=log_format == "json")
+    _writer.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter("%(message)s"))
+    access_logger.addHandler(_writer)
+    atexit.register(_stop_writer)
 
 
-def _stop_listener() -> None:
+def _stop_writer() -> None:
     """Write out what is queued (at exit)."""
-    global _listener
-    if _listener is not None:
-        _listener.stop()
-        _listener = None
+    global _writer
+    if _writer is not None:
+        _writer.stop()
+        _writer = None

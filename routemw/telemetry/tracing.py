@@ -77,45 +77,45 @@ class Tracing:
 
     # -- the inbound request ---------------------------------------------------------------
 
-    def start_server(self, scope: Scope) -> tuple[Any, Any]:
-        """The SERVER span for `scope`, made current; pass both to `end_server`."""
-        carrier = {
-            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"] if name in self._fields
-        }
+    def start_server(self, scope: Scope, route: str) -> tuple[Any, Any]:
+        """The SERVER span for `scope`, made current; pass both to `end_server`.
+
+        `route` is the route's template (`/v1/models/{model}`, `unknown`), never the raw path,
+        so span names stay few. Attributes go in at the start and once at the end: the SDK
+        validates and locks per call, and that showed in the profile.
+        """
+        headers = scope["headers"]
+        fields = self._fields
+        carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in headers if name in fields}
         parent = self._propagate.extract(carrier) if carrier else None
         method = scope["method"]
-        attributes: dict[str, Any] = {"http.request.method": method, "url.path": client_path(scope)}
-        client = scope.get("client")
-        if client:
-            attributes["client.address"] = client[0]
-        span = self._tracer.start_span(method, context=parent, kind=self._server, attributes=attributes)
+        attributes = {"http.request.method": method, "url.path": client_path(scope), "http.route": route}
+        span = self._tracer.start_span(f"{method} {route}", context=parent, kind=self._server, attributes=attributes)
         token = self._context.attach(self._trace.set_span_in_context(span, parent))
         return span, token
 
-    def end_server(self, span: Any, token: Any, status: int | None, record: UsageRecord | None, route: str) -> None:
+    def end_server(self, span: Any, token: Any, status: int | None, record: UsageRecord | None) -> None:
         self._context.detach(token)
+        attributes: dict[str, Any] = {}
         if status is not None:
-            span.set_attribute("http.response.status_code", status)
-            span.update_name(f"{span.name} {route}")
-            span.set_attribute("http.route", route)
+            attributes["http.response.status_code"] = status
             if status >= 500:
                 span.set_status(self._error)
-                span.set_attribute("error.type", str(status))
+                attributes["error.type"] = str(status)
         if record is not None:
-            attributes: dict[str, Any] = {"gen_ai.operation.name": "chat", "routemw.request_id": record.request_id}
-            optional = {
-                "gen_ai.request.model": record.model,
-                "gen_ai.usage.input_tokens": record.prompt_tokens,
-                "gen_ai.usage.output_tokens": record.completion_tokens,
-                "routemw.account": record.account,
-                "routemw.provider": record.provider,
-                "routemw.attempts": record.attempts,
-                "routemw.fallbacks": record.fallbacks,
-                "routemw.error_code": record.error_code,
-                "routemw.cost_usd": record.cost_usd,
-            }
-            attributes.update((k, v) for k, v in optional.items() if v is not None)
-            span.set_attributes(attributes)
+            attributes["gen_ai.operation.name"] = "chat"
+            attributes["routemw.request_id"] = record.request_id
+            optional = (
+                ("gen_ai.request.model", record.model),
+                ("gen_ai.usage.input_tokens", record.prompt_tokens),
+                ("gen_ai.usage.output_tokens", record.completion_tokens),
+                ("routemw.account", record.account),
+                ("routemw.fallbacks", record.fallbacks),
+                ("routemw.error_code", record.error_code),
+                ("routemw.cost_usd", record.cost_usd),
+            )
+            attributes.update((k, v) for k, v in optional if v is not None)
+        span.set_attributes(attributes)
         span.end()
 
     # -- upstream attempts -----------------------------------------------------------------
@@ -135,19 +135,18 @@ class Tracing:
         try:
             reply = await run(call, target)
         except BaseException as exc:
+            failed: dict[str, Any] = {"error.type": type(exc).__qualname__}
             if isinstance(exc, UpstreamError):
-                span.set_attribute("error.type", exc.code or type(exc).__name__)
-                span.set_attribute("routemw.outcome", exc.action.value)
+                failed["error.type"] = exc.code or failed["error.type"]
+                failed["routemw.outcome"] = exc.action.value
                 if exc.upstream_status is not None:
-                    span.set_attribute("http.response.status_code", exc.upstream_status)
-            else:
-                span.set_attribute("error.type", type(exc).__qualname__)
+                    failed["http.response.status_code"] = exc.upstream_status
+            span.set_attributes(failed)
             span.set_status(self._error)
             span.end()
             raise
         finally:
             self._context.detach(token)
-        span.set_attribute("routemw.outcome", "answered")
         if isinstance(reply, Completion):
             self._answered(span, reply.data)
             if self.capture_content:
@@ -160,14 +159,14 @@ class Tracing:
     def inject(self, request: httpx.Request) -> None:
         """Write the current (CLIENT) span's context into `request` and note where it goes."""
         self._propagate.inject(request.headers)
-        span = self._trace.get_current_span()
         url = request.url
-        span.set_attribute("server.address", url.host)
+        where: dict[str, Any] = {"server.address": url.host}
         if url.port is not None:
-            span.set_attribute("server.port", url.port)
+            where["server.port"] = url.port
+        self._trace.get_current_span().set_attributes(where)
 
     def _answered(self, span: Any, data: Mapping[str, Any]) -> None:
-        attributes: dict[str, Any] = {}
+        attributes: dict[str, Any] = {"routemw.outcome": "answered"}
         model = data.get("model")
         if isinstance(model, str):
             attributes["gen_ai.response.model"] = model

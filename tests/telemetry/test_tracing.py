@@ -69,7 +69,6 @@ async def test_one_server_span_under_the_callers_trace_and_a_client_span_whose_c
     assert attributes(server) == {
         "http.request.method": "POST",
         "url.path": "/v1/chat/completions",
-        "client.address": "127.0.0.1",
         "http.response.status_code": 200,
         "http.route": "/v1/chat/completions",
         "gen_ai.operation.name": "chat",
@@ -78,8 +77,6 @@ async def test_one_server_span_under_the_callers_trace_and_a_client_span_whose_c
         "gen_ai.usage.output_tokens": 37,
         "routemw.request_id": answer.header("x-request-id"),
         "routemw.account": "team-a",
-        "routemw.provider": "up",
-        "routemw.attempts": 1,
         "routemw.fallbacks": 0,
         "routemw.cost_usd": pytest.approx((14 * 2.5 + 37 * 10) / 1e6),
     }
@@ -116,7 +113,6 @@ async def test_retries_and_fallbacks_are_sibling_client_spans(spans: InMemorySpa
     assert [attributes(c).get("http.response.status_code") for c in clients] == [500, 500, None]
     assert [c.status.status_code for c in clients] == [StatusCode.ERROR, StatusCode.ERROR, StatusCode.UNSET]
     assert attributes(clients[2])["server.address"] == "backup.test"
-    assert attributes(server)["routemw.attempts"] == 3
     assert attributes(server)["routemw.fallbacks"] == 1
     # each attempt sent its own span's context
     sent = [r.headers["traceparent"] for r in (*up.requests, *backup.requests)]
