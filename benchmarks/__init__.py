@@ -1,1 +1,1 @@
-"""The routemw benchmark: `python -m benchmarks.run` (see README, Performance)."""
+"""The routemw benchmark: `python -m benchmarks.run` (see docs/performance.md)."""

@@ -1,23 +1,35 @@
 """Run the benchmark: `python -m benchmarks.run` (add `--smoke` for a few hundred requests).
 
 It starts, each in its own process on loopback, the fake upstream, the bare Starlette+aiohttp
-proxy (the floor), and routemw (`routemw serve`, auth on, the default pipeline), then drives
-them from a separate load-generator process. Targets are interleaved within every round so a
-noisy neighbour hurts all of them alike, and results are reported as ratios within the run:
+proxy (the floor) and routemw (`routemw serve`, auth on, the default pipeline), each of the two
+on uvicorn and on granian (when installed), then drives them from a separate load-generator
+process. Targets are interleaved within every round so a noisy neighbour hurts all of them
+alike, and results are reported as ratios within the run:
 
-- throughput at concurrency 32 (JSON and SSE), and its ratio to the bare proxy;
+- throughput at concurrency 32 (JSON and SSE), its ratio to the floor on uvicorn (what the
+  server and routemw together cost or buy) and to the floor on the same server (what routemw
+  costs);
 - p50/p99 latency at concurrency 1, and the p50 added over calling the upstream directly;
 - time to first byte for streams;
-- server CPU per request (user + system time of that process over the scenario);
+- server CPU per request (user + system time of the server's processes over the scenario);
 - a soak through routemw with its RSS sampled, reporting growth after warm-up;
-- a second routemw with limits on the key, the model and the route (high enough never to
-  refuse, so every request pays for admission, headers and settlement), and its JSON
+- a second routemw (on uvicorn) with limits on the key, the model and the route (high enough
+  never to refuse, so every request pays for admission, headers and settlement), and its JSON
   throughput as a ratio to routemw without limits;
-- a third routemw with all its telemetry on: the access log in JSON to a file, Prometheus
+- the Messages door (`/v1/messages`): Anthropic in and Anthropic out (the passthrough) and
+  Anthropic in, OpenAI out (translated both ways), each as a ratio to routemw's OpenAI
+  passthrough in the same run;
+- a routemw (on uvicorn) with all its telemetry on: the access log in JSON to a file, Prometheus
   metrics, and an OpenTelemetry SDK tracer provider exporting to nothing (`traced_serve`), and
   its JSON throughput as a ratio to routemw with all of it off;
-- with `--baseline DIR`, routemw served from another checkout too (`DIR` on `PYTHONPATH`), to
-  compare a change against the code before it within one run.
+- with `--baseline DIR`, routemw (on uvicorn) served from another checkout too (`DIR` on
+  `PYTHONPATH`), to compare a change against the code before it within one run.
+
+`--scenario telemetry` runs only the targets the telemetry ratio needs (direct, the floor and
+routemw on uvicorn, routemw with telemetry, and the baseline if given).
+
+`--scenario streams` is the stream-scale run instead (`streams_scenario`): 2,000 concurrent
+slow streams, a quarter of the clients leaving mid-stream, on each server.
 
 Everything it starts is stopped when it ends, however it ends.
 """
@@ -26,8 +38,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
+import resource
 import signal
 import socket
 import statistics
@@ -42,6 +56,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from benchmarks.streams_scenario import streams_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT_KEY = "sk-bench-client-key-0000000000"
@@ -68,16 +84,36 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
     raise TimeoutError(f"nothing listens on {port} after {timeout}s")
 
 
+def tree(pid: int) -> list[int]:
+    """`pid` and its descendants: granian serves from worker processes under the one started."""
+    pids = [pid]
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        pids += tree(int(child))
+    return pids
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+    total = 0
+    for each in tree(pid):
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / TICKS
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    total = 0
+    for each in tree(pid):
+        for line in Path(f"/proc/{each}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+def raise_open_files() -> None:
+    """Thousands of sockets per process in the stream scenario: the soft limit up to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by what it starts
 
 
 @contextmanager
@@ -106,6 +142,7 @@ class Target:
     model: str
     headers: list[str] = field(default_factory=list)
     path: str = "/v1/chat/completions"
+    server: str = "uvicorn"
 
 
 @dataclass
@@ -136,7 +173,9 @@ class Tally:
 
 
 def load(target: Target, *, stream: bool, concurrency: int, count: int) -> tuple[dict[str, Any], float]:
-    body = {"model": target.model, "messages": [{"role": "user", "content": "Say something."}], "max_tokens": 64}
+    # The same request in either protocol (Anthropic's also needs `max_tokens`, so both send it).
+    body: dict[str, Any] = {"model": target.model, "max_tokens": 64}
+    body["messages"] = [{"role": "user", "content": "Say something."}]
     if stream:
         body["stream"] = True
     command = [
@@ -203,110 +242,120 @@ def has_anthropic() -> bool:
     return "anthropic" in ProviderRegistry.default(plugins=False)
 
 
+def servers_available() -> list[str]:
+    return ["uvicorn", "granian"] if importlib.util.find_spec("granian") else ["uvicorn"]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", choices=["throughput", "streams", "telemetry"], default="throughput")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--count", type=int, default=3000, help="requests per target per round at concurrency 32")
     parser.add_argument("--latency-count", type=int, default=500, help="requests per target per round at concurrency 1")
     parser.add_argument("--soak", type=int, default=100_000, help="requests in the soak (0 to skip)")
+    parser.add_argument("--clients", type=int, default=2000, help="streams: concurrent clients")
     parser.add_argument("--smoke", action="store_true", help="a few hundred requests: does it all still work")
     parser.add_argument("--baseline", type=Path, help="another routemw checkout to serve too, for comparison")
     args = parser.parse_args(argv)
     if args.smoke:
         args.rounds, args.count, args.latency_count, args.soak = 1, 100, 20, 300
+        args.clients = 40
+    raise_open_files()
+    if args.scenario == "streams":
+        return streams_scenario(args.clients, servers_available(), smoke=args.smoke)
     anthropic = has_anthropic()
+    servers = servers_available() if args.scenario == "throughput" else ["uvicorn"]
+    every = args.scenario == "throughput"
     processes: list[subprocess.Popen[bytes]] = []
-    ports = {name: free_port() for name in ("upstream", "bare", "routemw", "limited", "observed", "baseline")}
-    with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "routemw.json"
-        config.write_text(json.dumps(routemw_config(ports["upstream"], ports["routemw"], anthropic)))
-        limited_config = Path(tmp) / "routemw-limited.json"
-        limited_config.write_text(
-            json.dumps(routemw_config(ports["upstream"], ports["limited"], anthropic, limited=True))
+    python = sys.executable
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        upstream_port = free_port()
+        upstream = stack.enter_context(
+            started(processes, python, "-m", "benchmarks.upstream", "--port", str(upstream_port))
         )
-        observed_config = Path(tmp) / "routemw-observed.json"
-        observed_config.write_text(
-            json.dumps(routemw_config(ports["upstream"], ports["observed"], anthropic, metrics=True))
-        )
-        access_log = (Path(tmp) / "access.log").open("wb")
-        baseline_config = Path(tmp) / "routemw-baseline.json"
-        baseline_config.write_text(json.dumps(routemw_config(ports["upstream"], ports["baseline"], anthropic)))
-        baseline_env = {**os.environ, "PYTHONPATH": str(args.baseline.resolve())} if args.baseline else None
-        python = sys.executable
-        serve_quietly = ("serve", "--log-level", "warning", "--no-access-log")
-        with (
-            contextlib.ExitStack() as stack,
-            access_log,
-            started(processes, python, "-m", "benchmarks.upstream", "--port", str(ports["upstream"])) as upstream,
-            started(
-                processes,
-                python,
-                "-m",
-                "benchmarks.bare_proxy",
-                "--port",
-                str(ports["bare"]),
-                "--upstream",
-                f"http://127.0.0.1:{ports['upstream']}",
-            ) as bare,
-            started(
-                processes,
-                python,
-                "-m",
-                "routemw",
-                "serve",
-                "--config",
-                str(config),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ) as gateway,
-            started(
-                processes,
-                python,
-                "-m",
-                "routemw",
-                "serve",
-                "--config",
-                str(limited_config),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ) as limited,
-            started(
-                processes,
-                python,
-                "-m",
-                "benchmarks.traced_serve",
-                "serve",
-                "--config",
-                str(observed_config),
-                "--log-format",
-                "json",
-                stdout=access_log,
-            ) as observed,
-        ):
-            baseline_command = (python, "-m", "routemw", *serve_quietly, "--config", str(baseline_config))
-            baseline = (
-                stack.enter_context(started(processes, *baseline_command, env=baseline_env)) if args.baseline else None
+        wait_for_port(upstream_port, upstream)
+        auth = [f"authorization: Bearer {CLIENT_KEY}"]
+        targets = [Target("direct", upstream_port, upstream.pid, "gpt-4o")]
+        gateways: list[Target] = []
+        for server in servers:
+            suffix = "" if server == "uvicorn" else f" on {server}"
+            port = free_port()
+            bare = stack.enter_context(
+                started(
+                    processes,
+                    *(python, "-m", "benchmarks.bare_proxy", "--port", str(port), "--server", server),
+                    *("--upstream", f"http://127.0.0.1:{upstream_port}"),
+                )
             )
-            running = {"upstream": upstream, "bare": bare, "routemw": gateway, "limited": limited, "observed": observed}
-            for name, process in (*running.items(), *((("baseline", baseline),) if baseline else ())):
-                wait_for_port(ports[name], process)
-            auth = [f"authorization: Bearer {CLIENT_KEY}"]
-            targets = [
-                Target("direct", ports["upstream"], upstream.pid, "gpt-4o"),
-                Target("bare proxy", ports["bare"], bare.pid, "gpt-4o"),
-                Target("routemw", ports["routemw"], gateway.pid, "gpt-4o", auth),
-            ]
-            targets.append(Target("routemw + limits", ports["limited"], limited.pid, "gpt-4o", auth))
-            targets.append(Target("routemw + telemetry", ports["observed"], observed.pid, "gpt-4o", auth))
-            if baseline is not None:
-                targets.append(Target("routemw (baseline)", ports["baseline"], baseline.pid, "gpt-4o", auth))
-            if anthropic:
-                targets.append(Target("routemw -> anthropic", ports["routemw"], gateway.pid, "claude", auth))
-            report(targets, args)
-            if args.soak:
-                soak(targets[2], args.soak)
+            wait_for_port(port, bare)
+            targets.append(Target("bare proxy" + suffix, port, bare.pid, "gpt-4o", server=server))
+        for server in servers:
+            suffix = "" if server == "uvicorn" else f" on {server}"
+            port = free_port()
+            config = Path(tmp) / f"routemw-{server}.json"
+            config.write_text(json.dumps(routemw_config(upstream_port, port, anthropic)))
+            gateway = stack.enter_context(
+                started(
+                    processes,
+                    *(python, "-m", "routemw", "serve", "--config", str(config), "--server", server),
+                    *("--log-level", "warning", "--no-access-log"),
+                )
+            )
+            wait_for_port(port, gateway)
+            target = Target("routemw" + suffix, port, gateway.pid, "gpt-4o", auth, server=server)
+            targets.append(target)
+            gateways.append(target)
+            if anthropic and server == "uvicorn" and every:
+                targets.append(Target("routemw -> anthropic", port, gateway.pid, "claude", auth, server=server))
+                messages = "/v1/messages"
+                for name, model in (("messages -> anthropic", "claude"), ("messages -> openai", "gpt-4o")):
+                    targets.append(Target(name, port, gateway.pid, model, auth, path=messages, server=server))
+        if every:
+            port = free_port()
+            config = Path(tmp) / "routemw-limited.json"
+            config.write_text(json.dumps(routemw_config(upstream_port, port, anthropic, limited=True)))
+            limited = stack.enter_context(
+                started(
+                    processes,
+                    *(python, "-m", "routemw", "serve", "--config", str(config)),
+                    *("--log-level", "warning", "--no-access-log"),
+                )
+            )
+            wait_for_port(port, limited)
+            targets.append(Target("routemw + limits", port, limited.pid, "gpt-4o", auth, server="uvicorn"))
+        # All telemetry on: the access log (JSON, to a file), Prometheus, and OpenTelemetry spans.
+        port = free_port()
+        config = Path(tmp) / "routemw-observed.json"
+        config.write_text(json.dumps(routemw_config(upstream_port, port, anthropic, metrics=True)))
+        access_log = stack.enter_context((Path(tmp) / "access.log").open("wb"))
+        observed = stack.enter_context(
+            started(
+                processes,
+                *(python, "-m", "benchmarks.traced_serve", "serve", "--config", str(config)),
+                *("--log-format", "json"),
+                stdout=access_log,
+            )
+        )
+        wait_for_port(port, observed)
+        targets.append(Target("routemw + telemetry", port, observed.pid, "gpt-4o", auth, server="uvicorn"))
+        if args.baseline:
+            port = free_port()
+            config = Path(tmp) / "routemw-baseline.json"
+            config.write_text(json.dumps(routemw_config(upstream_port, port, anthropic)))
+            baseline = stack.enter_context(
+                started(
+                    processes,
+                    *(python, "-m", "routemw", "serve", "--config", str(config)),
+                    *("--log-level", "warning", "--no-access-log"),
+                    env={**os.environ, "PYTHONPATH": str(args.baseline.resolve())},
+                )
+            )
+            wait_for_port(port, baseline)
+            targets.append(Target("routemw (baseline)", port, baseline.pid, "gpt-4o", auth, server="uvicorn"))
+        report(targets, args)
+        if args.soak:
+            for target in gateways:
+                soak(target, args.soak)
     return 0
 
 
@@ -323,33 +372,40 @@ def report(targets: list[Target], args: argparse.Namespace) -> None:
             for target in targets:
                 result, cpu = load(target, stream=stream, concurrency=1, count=args.latency_count)
                 latency[target.name].add(result, cpu)
-        floor = throughput["bare proxy"].rate()
+        floors = {t.server: throughput[t.name].rate() for t in targets if t.name.startswith("bare proxy")}
         direct_p50 = latency["direct"].percentile(latency["direct"].latencies, 0.5)
         print(f"{kind}")
         print(
-            "| target | req/s @32 | x bare | p50 ms @1 | p99 ms @1 | +p50 ms over direct "
+            "| target | req/s @32 | x floor | x floor, same server | p50 ms @1 | p99 ms @1 | +p50 ms over direct "
             "| TTFB p50 ms @1 | CPU ms/req | errors |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for target in targets:
             t, lat = throughput[target.name], latency[target.name]
             p50 = lat.percentile(lat.latencies, 0.5)
             cpu = 1000 * t.cpu / t.count if t.count and target.name != "direct" else float("nan")
+            same = t.rate() / floors[target.server] if floors.get(target.server) else float("nan")
             print(
-                f"| {target.name} | {t.rate():,.0f} | {t.rate() / floor:.2f} | {p50:.2f} | "
+                f"| {target.name} | {t.rate():,.0f} | {t.rate() / floors['uvicorn']:.2f} | {same:.2f} | {p50:.2f} | "
                 f"{lat.percentile(lat.latencies, 0.99):.2f} | {p50 - direct_p50:+.2f} | "
                 f"{lat.percentile(lat.firsts, 0.5):.2f} | {cpu:.2f} | {t.errors + lat.errors} |"
             )
         print()
+        passthrough = throughput["routemw"].rate()
+        for name in ("messages -> anthropic", "messages -> openai"):
+            if name in throughput and passthrough:
+                print(f"{name}: {throughput[name].rate() / passthrough:.2f}x routemw's OpenAI passthrough @32")
         if not stream and "routemw + limits" in throughput:
             ratio = throughput["routemw + limits"].rate() / throughput["routemw"].rate()
-            print(f"limits: JSON req/s @32 with limits on key, model and route = {ratio:.2f}x routemw without\n")
-        if not stream and "routemw + telemetry" in throughput:
+            print(f"limits: JSON req/s @32 with limits on key, model and route = {ratio:.2f}x routemw without")
+        if "routemw + telemetry" in throughput:
             ratio = throughput["routemw + telemetry"].rate() / throughput["routemw"].rate()
-            print(f"telemetry: JSON req/s @32 with access log, Prometheus and OpenTelemetry = {ratio:.2f}x all off\n")
-        if not stream and "routemw (baseline)" in throughput:
+            kind = "SSE streams/s" if stream else "JSON req/s"
+            print(f"telemetry: {kind} @32 with access log, Prometheus and OpenTelemetry = {ratio:.2f}x all off")
+        if "routemw (baseline)" in throughput:
             ratio = throughput["routemw"].rate() / throughput["routemw (baseline)"].rate()
-            print(f"baseline: JSON req/s @32 of routemw = {ratio:.2f}x the baseline checkout\n")
+            print(f"baseline: {'SSE' if stream else 'JSON'} @32 of routemw = {ratio:.2f}x the baseline checkout")
+        print()
 
 
 def soak(target: Target, total: int) -> None:
@@ -362,7 +418,7 @@ def soak(target: Target, total: int) -> None:
         samples.append(rss_mb(target.pid))
     warm = samples[min(1, len(samples) - 1)]  # after the first batch: pools, caches and code are warm
     print(
-        f"soak: {done:,} requests through routemw; RSS {samples[0]:.1f} MB after the first batch, "
+        f"soak: {done:,} requests through {target.name}; RSS {samples[0]:.1f} MB after the first batch, "
         f"{samples[-1]:.1f} MB at the end; growth after warm-up {samples[-1] - warm:+.1f} MB "
         f"(median sample {statistics.median(samples):.1f} MB)"
     )

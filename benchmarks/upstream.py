@@ -3,9 +3,10 @@
 A bare asyncio protocol speaking just enough HTTP/1.1 (keep-alive, Content-Length bodies) to
 answer `POST /v1/chat/completions` (OpenAI) and `POST /v1/messages` (Anthropic), as JSON or as
 an SSE stream of `--chunks` content events, from bytes prepared once at start-up. Optional
-`--latency` (seconds before answering, and between stream events) and `--failure-rate` (503s).
+`--latency` (seconds between stream events, and before answering unless `--first-delay` says
+otherwise) and `--failure-rate` (503s).
 
-    python -m benchmarks.upstream --port 9100 [--chunks 20] [--latency 0] [--failure-rate 0]
+    python -m benchmarks.upstream --port 9100 [--chunks 20] [--latency 0] [--first-delay S] [--failure-rate 0]
 """
 
 from __future__ import annotations
@@ -130,10 +131,15 @@ def _chunk(data: bytes) -> bytes:
 
 class Upstream(asyncio.Protocol):
     def __init__(
-        self, answers: dict[tuple[bytes, bool], list[bytes] | bytes], latency: float, failure_rate: float
+        self,
+        answers: dict[tuple[bytes, bool], list[bytes] | bytes],
+        latency: float,
+        failure_rate: float,
+        first_delay: float | None = None,
     ) -> None:
         self.answers = answers
         self.latency = latency
+        self.first_delay = latency if first_delay is None else first_delay
         self.failure_rate = failure_rate
         self.buffer = b""
         self.transport: asyncio.Transport | None = None
@@ -142,7 +148,7 @@ class Upstream(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport
-        if self.latency:
+        if self.latency or self.first_delay:
             self.worker = asyncio.get_running_loop().create_task(self._slow_writer())
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -166,7 +172,7 @@ class Upstream(asyncio.Protocol):
             self.buffer = self.buffer[end + 4 + length :]
             path = head.split(b" ", 2)[1]
             stream = b'"stream":true' in body or b'"stream": true' in body
-            if self.latency:
+            if self.worker is not None:
                 self.queue.put_nowait((path, stream))
             else:
                 self._answer(path, stream)
@@ -186,19 +192,21 @@ class Upstream(asyncio.Protocol):
             self.transport.write(b"".join(answer))
 
     async def _slow_writer(self) -> None:
+        """Paced answers: `first_delay` before the first content event, `latency` between the next ones."""
         assert self.transport is not None
         while True:
             path, stream = await self.queue.get()
-            await asyncio.sleep(self.latency)
+            await asyncio.sleep(self.first_delay)
             answer = self.answers.get((path.split(b"?")[0], stream))
             if not isinstance(answer, list):
                 self._answer(path, stream)
                 continue
-            for part in answer:
-                self.transport.write(part)
-                if part.startswith(b"HTTP/") or part == b"0\r\n\r\n":
-                    continue
+            head, *events, end = answer
+            self.transport.write(head + events[0] + events[1])  # the role event and the first token
+            for event in events[2:]:
                 await asyncio.sleep(self.latency)
+                self.transport.write(event)
+            self.transport.write(end)
 
 
 def answers(chunks: int) -> dict[tuple[bytes, bool], list[bytes] | bytes]:
@@ -213,10 +221,12 @@ def answers(chunks: int) -> dict[tuple[bytes, bool], list[bytes] | bytes]:
     }
 
 
-async def serve(port: int, chunks: int, latency: float, failure_rate: float) -> None:
+async def serve(port: int, chunks: int, latency: float, failure_rate: float, first_delay: float | None) -> None:
     table = answers(chunks)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: Upstream(table, latency, failure_rate), "127.0.0.1", port)
+    server = await loop.create_server(
+        lambda: Upstream(table, latency, failure_rate, first_delay), "127.0.0.1", port, backlog=4096
+    )
     async with server:
         await server.serve_forever()
 
@@ -226,6 +236,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--chunks", type=int, default=20)
     parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--first-delay", type=float, default=None, help="seconds before the first token")
     parser.add_argument("--failure-rate", type=float, default=0.0)
     args = parser.parse_args()
     try:
@@ -234,7 +245,7 @@ def main() -> None:
         uvloop.install()
     except ImportError:  # pragma: no cover
         pass
-    asyncio.run(serve(args.port, args.chunks, args.latency, args.failure_rate))
+    asyncio.run(serve(args.port, args.chunks, args.latency, args.failure_rate, args.first_delay))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,14 @@
 """`Gateway`: the ASGI application, and the one place where the parts are put together.
 
-It is a plain ASGI callable rather than a Starlette app: it has three endpoints, and on the hot
-path every layer counts. It works mounted anywhere (a mounted app never receives lifespan
-events, so the upstream transport is created lazily on first use) and can still be tied to a
-host's lifespan with `async with gateway:` or `Starlette(lifespan=gateway.lifespan)`.
+It is a plain ASGI callable rather than a Starlette app: it has a handful of endpoints, and on
+the hot path every layer counts. Each inbound protocol is a door (`routemw.doors`): OpenAI chat
+completions, and Anthropic's Messages API at `/v1/messages`. The gateway does the same for both
+(`_serve`): the drain's interrupt, authentication before the body, the body limit, the
+disconnect watch, the pipeline, the usage meter and record; the door reads the request and
+writes the reply and every error, those of the gateway's own steps included. It works mounted
+anywhere (a mounted app never receives lifespan events, so the upstream transport is created
+lazily on first use) and can still be tied to a host's lifespan with `async with gateway:` or
+`Starlette(lifespan=gateway.lifespan)`.
 """
 
 from __future__ import annotations
@@ -25,13 +30,15 @@ import orjson
 
 from .accounts import Account, Authenticator, ConfigKeyStore, KeyStore, ScopeResolver
 from .cancellation import DisconnectWatch
-from .chat import parse_chat_request
 from .config import BUILTIN_PROVIDERS, GatewayConfig, ProviderConfig, default_document, load_config
 from .dispatch import Dispatcher
+from .doors.base import Door
+from .doors.messages import COUNT_TOKENS_PATH, MESSAGES_PATH, MessagesDoor
+from .doors.openai import OpenAIDoor
 from .errors import ConfigError, MethodNotAllowedError, NotFoundError, RouteMWError, echo
 from .http.asgi import Receive, Scope, Send, client_path, route_path
 from .http.body import ClientDisconnected, read_body
-from .http.responses import INTERNAL_ERROR, send_error, send_json, send_stream
+from .http.responses import INTERNAL_ERROR, send_json
 from .http.transport import default_transport
 from .limits import LimitMiddleware, Limits, LimitStore, RouteGate
 from .middleware import (
@@ -52,6 +59,7 @@ from .reply import Completion
 from .routing import Catalog
 from .routing.health import HealthStore, MemoryHealth
 from .shutdown import InFlight, Interrupt, ServerShuttingDownError
+from .state import RedisGuard, RedisHealth, ping, redis_client
 from .telemetry import Readiness, Telemetry
 from .usage import JsonlSink, Meter, UsageCallback, UsageRecord, UsageSink, deliver, iso_time
 
@@ -94,8 +102,9 @@ class Gateway:
         async `lookup(secret) -> Account | None`) or `account_from_scope` (a function of the
         ASGI scope, for a host that has already authenticated the user), which turn it on.
 
-        `health` replaces the in-memory cooldown state (share it between instances), and
-        `sleep` the function retries wait with (tests pass one that records instead of waiting).
+        `health` replaces the cooldown state (in memory, or in Redis with `state.redis`; pass
+        your own `routemw.state.RedisHealth` to share a Redis client of yours), and `sleep` the
+        function retries wait with (tests pass one that records instead of waiting).
 
         `limits` replaces the in-memory store that rate limits, quotas and budgets are counted
         in. `on_usage` (a function, sync or async) and `usage_sinks` get one `UsageRecord` per
@@ -103,7 +112,7 @@ class Gateway:
         record carries `trace`, the request's `call.trace()`, for these subscribers.
 
         `access_log=True` writes a line per finished request to the `routemw.access` logger
-        (README: Observability); `routemw serve` turns it on unless told not to.
+        (docs/production.md, Logs); `routemw serve` turns it on unless told not to.
         """
         self.config = config
         self.registry = registry if registry is not None else ProviderRegistry.default()
@@ -113,6 +122,23 @@ class Gateway:
             key_store = ConfigKeyStore(config.keys)
         self.authenticator = Authenticator(key_store, scope_resolver=account_from_scope)
         retry = config.retry
+        # With `state.redis`, one client and one guard serve every store, so Redis going away is
+        # noticed and logged once. The client connects on first use, inside the serving loop.
+        self.redis: Any = None
+        self.state_guard: RedisGuard | None = None
+        state = config.state
+        if state.redis is not None:
+            self.redis = redis_client(state.redis.url, timeout=state.timeout)
+            self.state_guard = RedisGuard(on_error=state.on_error, timeout=state.timeout)
+        if health is None and state.redis is not None:
+            health = RedisHealth(
+                client=self.redis,
+                prefix=state.redis.prefix,
+                guard=self.state_guard,
+                threshold=retry.cooldown_after,
+                cooldown=retry.cooldown,
+                max_cooldown=retry.cooldown_max,
+            )
         self.health: HealthStore = health or MemoryHealth(
             threshold=retry.cooldown_after, cooldown=retry.cooldown, max_cooldown=retry.cooldown_max
         )
@@ -142,8 +168,11 @@ class Gateway:
             closing=lambda: self._in_flight.closing,
             cooling_for=getattr(self.health, "cooling_for", None),
             access_log=access_log,
+            state_guard=self.state_guard,
         )
         self.readiness: Readiness = self.telemetry.readiness
+        if self.redis is not None:
+            self.readiness.add("redis", self._redis_ready)
         self.metrics_app = self.telemetry.metrics_app
         self._recording = self._subscribed or self.telemetry.records
         self._pricing = {entry.id: self._card_price(entry.targets) for entry in self.catalog}
@@ -186,11 +215,17 @@ class Gateway:
         self._owns_transport = transport is None
         self._in_flight = InFlight()
         self._created = int(time.time())
-        # Request ids: a random prefix per gateway and a counter. Unique and cheap; they are
-        # labels for logs and support, not secrets, so nothing is lost by their being sequential.
-        prefix = f"req_{uuid.uuid4().hex[:12]}"
-        counter = itertools.count(1)
-        self._next_request_id: Callable[[], str] = lambda: f"{prefix}{next(counter):012x}"
+        self._next_request_id: Callable[[], str] = _request_ids()
+        keepalive = config.server.keepalive
+        self._openai_door = OpenAIDoor(keepalive=keepalive)
+        self._messages_door = MessagesDoor(
+            keepalive=keepalive,
+            authenticator=self.authenticator,
+            catalog=self.catalog,
+            transport=self._get_transport,
+            max_body_bytes=config.server.max_body_bytes,
+            upstream_limits=config.upstream,
+        )
         self._front = self.telemetry.front(self._http)
 
     @classmethod
@@ -250,10 +285,13 @@ class Gateway:
 
         A transport it was given stays in place, so the gateway goes on using it afterwards; one
         it opened is dropped and opened anew on the next request. Usage sinks it opened write
-        what they hold and stop (they start again if more records come).
+        what they hold and stop (they start again if more records come). The Redis client it
+        opened for `state.redis` is closed too (it reconnects if used again).
         """
         for sink in self._owned_sinks:
             await anyio.to_thread.run_sync(sink.close)
+        if self.redis is not None:
+            await self.redis.aclose()
         if not self._owns_transport:
             return
         transport, self._transport = self._transport, None
@@ -316,12 +354,18 @@ class Gateway:
         response_headers = {"x-request-id": request_id}
         path = route_path(scope)
         method = scope["method"]
+        # The door is known from the path alone, before anything can fail, so that every error
+        # (the refusal while draining, a 401 before the body, a 405) is in the client's protocol.
+        door: Door = self._messages_door if path in (MESSAGES_PATH, COUNT_TOKENS_PATH) else self._openai_door
         try:
             if self._in_flight.closing:
                 raise ServerShuttingDownError()
-            if path == "/v1/chat/completions":
+            if path == "/v1/chat/completions" or path == MESSAGES_PATH:
                 _require_method(method, "POST")
-                await self._chat(scope, receive, send, headers, request_id)
+                await self._serve(scope, receive, send, headers, request_id, door)
+            elif path == COUNT_TOKENS_PATH:
+                _require_method(method, "POST")
+                await self._count_tokens(scope, receive, send, {**headers, **response_headers})
             elif path == "/v1/models":
                 _require_method(method, "GET")
                 account = await self.authenticator.authenticate(headers, scope)
@@ -342,9 +386,12 @@ class Gateway:
         except (ClientDisconnected, OSError):
             return  # the client left; ASGI 2.4 servers say so by raising OSError from `send`
         except RouteMWError as exc:
-            await send_error(send, exc, response_headers)
+            await door.send_error(send, exc, response_headers)
 
-    async def _chat(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], request_id: str) -> None:
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str], request_id: str, door: Door
+    ) -> None:
+        """One call through the pipeline, for any door: the door reads the request and writes the answer."""
         # Every wait the request makes is in a region a drain can interrupt (`routemw.shutdown`),
         # so a server shutting down never has to cut the request itself.
         interrupt = self._in_flight.enter()
@@ -361,12 +408,12 @@ class Gateway:
                 account = await self.authenticator.authenticate(headers, scope)
                 raw = await read_body(scope, receive, self.config.server.max_body_bytes)
             call = Call(
-                request=parse_chat_request(raw), request_id=request_id, headers=headers, scope=scope, account=account
+                request=door.parse(raw, headers), request_id=request_id, headers=headers, scope=scope, account=account
             )
             if self._recording:
                 call.meter = Meter()
             call.response_headers["x-request-id"] = request_id
-            status, error = await self._answer(call, receive, send, interrupt)
+            status, error = await self._answer(call, receive, send, interrupt, door)
         except RouteMWError as exc:
             status, error = exc.status_code, exc.code
             raise
@@ -375,8 +422,17 @@ class Gateway:
             if self._recording:
                 await self._record(call, request_id, arrived, status, error, scope)
 
+    async def _count_tokens(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
+        """`/v1/messages/count_tokens`, outside the pipeline but inside the drain like every request."""
+        interrupt = self._in_flight.enter()
+        try:
+            async with interrupt:
+                await self._messages_door.count_tokens(scope, receive, send, headers)
+        finally:
+            self._in_flight.leave(interrupt)
+
     async def _answer(
-        self, call: Call, receive: Receive, send: Send, interrupt: Interrupt
+        self, call: Call, receive: Receive, send: Send, interrupt: Interrupt, door: Door
     ) -> tuple[int | None, str | None]:
         """Run the pipeline and send what it gives; the status and error code the client got.
 
@@ -396,25 +452,22 @@ class Gateway:
                 call.error = exc
                 if call.attempts:
                     call.response_headers.setdefault("x-routemw-attempts", str(len(call.attempts)))
-                await send_error(send, exc, call.response_headers)
+                await door.send_error(send, exc, call.response_headers)
                 status, error = exc.status_code, exc.code
             except Exception:
                 logger.exception("routemw: request %s failed inside the gateway", request_id)
-                await send_error(send, INTERNAL_ERROR, call.response_headers)
+                await door.send_error(send, INTERNAL_ERROR, call.response_headers)
                 status, error = INTERNAL_ERROR.status_code, INTERNAL_ERROR.code
             else:
-                response_headers = {**call.response_headers, **reply.headers}
                 meter = call.meter
+                # Usage is read from the OpenAI-shaped `data` every reply carries, whichever door
+                # renders it, so limits and usage records never depend on the client's protocol.
                 if isinstance(reply, Completion):
                     if meter is not None and meter.counts is None:
                         meter.read(reply.data.get("usage"))
-                    await send_json(send, 200, reply.encode(), response_headers)
-                else:
-                    if meter is not None and not meter.watched:
-                        reply = meter.watch(reply)
-                    await send_stream(
-                        send, reply, response_headers, keepalive=self.config.server.keepalive, interrupt=interrupt
-                    )
+                elif meter is not None and not meter.watched:
+                    reply = meter.watch(reply)
+                await door.send_reply(send, call, reply, {**call.response_headers, **reply.headers}, interrupt)
                 status = 200
         return status, error
 
@@ -464,6 +517,23 @@ class Gateway:
             with anyio.CancelScope(shield=True):
                 await deliver(record, self._usage_callbacks, self._usage_sinks)
 
+    async def _redis_ready(self) -> str | None:
+        """The `/readyz` check with `state.redis`: Redis answers a PING within `state.timeout`."""
+        try:
+            with anyio.fail_after(self.config.state.timeout):
+                await ping(self.redis)
+        except Exception:  # a timeout, a refused connection: the reason is fixed text, never the error's
+            return "Redis is not answering"
+        return None
+
+    def renew_request_ids(self) -> None:
+        """Start a fresh request id sequence; for a process forked from the one that built the gateway.
+
+        granian's workers are forks sharing one gateway built before them (`routemw.serve`):
+        without this each would number its requests from the same prefix and counter.
+        """
+        self._next_request_id = _request_ids()
+
     def _card_price(self, targets: Sequence[Any]) -> dict[str, float] | None:
         """The price of a model's first route, for its `/v1/models` card (None: unknown)."""
         if not targets:
@@ -497,6 +567,17 @@ def _credentials(provider: ProviderConfig) -> tuple[str, ...]:
         found += [value, value.rsplit(" ", 1)[-1]]  # "Bearer <token>": the token alone, too
     # Short strings are too likely to be ordinary words to blank out wherever they appear.
     return tuple(sorted({s for s in found if len(s) >= 8}, key=len, reverse=True))
+
+
+def _request_ids() -> Callable[[], str]:
+    """Request ids: a random prefix per gateway (or process) and a counter.
+
+    Unique and cheap; they are labels for logs and support, not secrets, so nothing is lost by
+    their being sequential.
+    """
+    prefix = f"req_{uuid.uuid4().hex[:12]}"
+    counter = itertools.count(1)
+    return lambda: f"{prefix}{next(counter):012x}"
 
 
 def _require_method(method: str, allowed: str) -> None:

@@ -24,6 +24,7 @@ import orjson
 
 from .duplicate_keys import first_duplicate_key
 from .errors import InvalidRequestError, echo
+from .native import NativeRequest
 
 __all__ = ["ChatRequest", "parse_chat_request"]
 
@@ -106,6 +107,9 @@ class ChatRequest:
 
     body: dict[str, Any]
     raw: bytes | None = field(default=None, repr=False)
+    # Set by a door other than OpenAI chat: the client's request before translation (see
+    # `routemw.native`); an adapter that speaks that protocol sends it instead of `body`.
+    native: NativeRequest | None = field(default=None, repr=False)
 
     @property
     def model(self) -> str:
@@ -128,7 +132,7 @@ class ChatRequest:
 
     def without(self, *keys: str) -> ChatRequest:
         """A copy without `keys`; the original bytes no longer describe it, so they are not kept."""
-        return ChatRequest(body={k: v for k, v in self.body.items() if k not in keys})
+        return ChatRequest(body={k: v for k, v in self.body.items() if k not in keys}, native=self.native)
 
     def has(self, key: str) -> bool:
         """Whether the client sent `key` at all, whatever its value."""

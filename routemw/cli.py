@@ -2,8 +2,9 @@
 
 Exit status, the same for both commands: 0 when all went well (for `serve`, a normal stop),
 2 for a usage error or a config that cannot be used (the status argparse already gives a usage
-error, so one number means "fix how you called it"; nothing was started). A server that cannot
-start, such as on a port in use, exits with uvicorn's own status, 3.
+error, so one number means "fix how you called it"; nothing was started), and for a server that
+is asked for but not installed. A server that cannot start, such as on a port in use, exits
+with uvicorn's own status, 3, whichever server it is.
 
 The config comes from `--config`, else from `ROUTEMW_CONFIG`, else the embedded default.
 """
@@ -23,7 +24,9 @@ from .config import ProviderTypes, default_document, load_config
 from .errors import ConfigError
 from .limits.report import describe as describe_limits
 from .providers.registry import ProviderRegistry
+from .serve import ENGINES
 from .telemetry import configure_logging
+from .telemetry.multiprocess import metrics_directory
 
 __all__ = ["EXIT_OK", "EXIT_USAGE", "main", "without_userinfo"]
 
@@ -47,10 +50,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     config_help = f"YAML or JSON config file (default: ${CONFIG_VARIABLE}, else the embedded default)"
-    serve = commands.add_parser("serve", help="run the gateway on uvicorn")
+    serve = commands.add_parser("serve", help="run the gateway on uvicorn or granian")
     serve.add_argument("--config", "-c", help=config_help)
     serve.add_argument("--host", help="bind address (default: server.host from the config)")
     serve.add_argument("--port", type=int, help="port (default: server.port from the config)")
+    serve.add_argument(
+        "--server", choices=ENGINES, help="the HTTP server (default: server.engine from the config, else uvicorn)"
+    )
+    serve.add_argument(
+        "--workers", type=_count, default=1, metavar="N", help="worker processes, each with a gateway (default: 1)"
+    )
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--no-access-log", action="store_true", help="do not log a line per request")
     serve.add_argument(
@@ -62,10 +71,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="on SIGTERM/SIGINT, how long requests in flight may still run (default: server.shutdown_timeout)",
     )
-    serve.add_argument("--workers", type=_count, default=1, help="processes serving the port (default: 1)")
     check = commands.add_parser("check", help="validate a config and print its models, routes and providers")
     check.add_argument("--config", "-c", help=config_help)
     return parser
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return value
 
 
 def _seconds(text: str) -> float:
@@ -78,44 +96,51 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return int(text)
-
-
 def _serve(args: argparse.Namespace, config_path: str | None) -> int:
-    from .serve import serve  # uvicorn is imported only for this command
+    from .serve import missing_engine, serve  # the server is imported only for this command
 
     access = not args.no_access_log
-    configure_logging(args.log_format, args.log_level, access=access)  # routemw.access replaces uvicorn's line
+    configure_logging(args.log_format, args.log_level, access=access)  # routemw.access replaces the server's line
+    registry = ProviderRegistry.default()
     try:
-        gateway = Gateway.from_config(config_path, access_log=access)
+        config = load_config(
+            config_path if config_path is not None else default_document(os.environ), provider_types=registry.types
+        )
     except ConfigError as exc:
         print(f"routemw: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    server = gateway.config.server
-    if args.workers > 1:
-        from .workers import serve_workers
+    # Before the gateway is built: prometheus-client chooses its multiprocess mode when it is
+    # first imported, here for granian's forked workers and in each spawned uvicorn worker.
+    with metrics_directory(args.workers > 1 and config.metrics.prometheus):
+        try:
+            gateway = Gateway(config, registry=registry, access_log=access)
+        except ConfigError as exc:
+            print(f"routemw: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        server = config.server
+        if args.workers > 1:
+            from .workers import refusal
 
-        return serve_workers(
-            config_path,
-            args.workers,
+            reason = refusal(gateway, args.workers)
+            if reason is not None:
+                print(f"routemw: {reason}", file=sys.stderr)
+                return EXIT_USAGE
+        engine: str = args.server or server.engine
+        if problem := missing_engine(engine):
+            print(f"routemw: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+        return serve(
+            gateway,
+            engine=engine,
+            workers=args.workers,
+            config_path=config_path,
             host=args.host or server.host,
             port=args.port if args.port is not None else server.port,
             log_level=args.log_level,
             access_log=access,
             log_format=args.log_format,
-            metrics=gateway.config.metrics.prometheus,
+            shutdown_timeout=args.shutdown_timeout if args.shutdown_timeout is not None else server.shutdown_timeout,
         )
-    return serve(
-        gateway,
-        host=args.host or server.host,
-        port=args.port if args.port is not None else server.port,
-        log_level=args.log_level,
-        access_log=False,
-        shutdown_timeout=args.shutdown_timeout if args.shutdown_timeout is not None else server.shutdown_timeout,
-    )
 
 
 def _check(config_path: str | None) -> int:
@@ -145,7 +170,36 @@ def _check(config_path: str | None) -> int:
     if config.keys or config.prices or gateway.limits.configured(config):  # someone to cap, or prices to show
         print("\n".join(describe_limits(config, gateway.catalog, gateway.limits)))
     print(f"auth: {config.auth.mode}, keys: {len(config.keys)}")
+    if config.state.redis is not None and not _redis_answers(gateway):
+        # With on_error closed every request would get a 503: the config cannot be used as things are.
+        return EXIT_USAGE if config.state.on_error == "closed" else EXIT_OK
     return EXIT_OK
+
+
+def _redis_answers(gateway: Gateway) -> bool:
+    """Print whether the configured Redis answers a PING within `state.timeout`."""
+    import anyio
+
+    from .state import ping
+
+    state = gateway.config.state
+    assert state.redis is not None
+    url = without_userinfo(state.redis.url)
+    where = f"state: redis {url} (prefix {state.redis.prefix!r}, on_error {state.on_error})"
+
+    async def probe() -> str | None:
+        try:
+            with anyio.fail_after(state.timeout):
+                await ping(gateway.redis)
+        except Exception as exc:
+            return "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+        finally:
+            await gateway.redis.aclose()
+        return None
+
+    problem = anyio.run(probe)
+    print(f"{where}: {'answers' if problem is None else 'does NOT answer (' + problem + ')'}")
+    return problem is None
 
 
 def without_userinfo(url: str) -> str:

@@ -30,7 +30,7 @@ from .http.upstream import body_pieces, read_body, read_error_body, upstream_req
 from .pipeline import Call
 from .providers.base import Provider, StreamTranslator, Target
 from .providers.sse_translator import SSETranslator
-from .reply import Chunk, Reply, Stream
+from .reply import Chunk, Completion, Reply, Stream
 from .telemetry.tracing import Tracing
 
 __all__ = ["Dispatcher", "is_meaningful"]
@@ -139,7 +139,7 @@ class Dispatcher:
                     completion = provider.parse_response(response, body, call.request, target)
                     name = call.response_model
                     if name is not None and completion.data.get("model", name) != name:
-                        completion = completion.replace({**completion.data, "model": name})
+                        completion = _completion_renamed(provider, completion, name)
                     completion.headers.update(_upstream_headers(response))
                     return completion
                 except (httpx.TransportError, httpx.DecodingError) as exc:
@@ -221,6 +221,21 @@ def _renamed(batch: list[Chunk], model: str) -> list[Chunk]:
         if current != model:
             batch[index] = chunk.replace({**chunk.data, "model": model})
     return batch
+
+
+def _completion_renamed(provider: Provider, completion: Completion, model: str) -> Completion:
+    """`completion` reporting `model`.
+
+    A completion that also carries the answer in a door's own protocol (`native`, see
+    `routemw.reply`) is renamed by the adapter that made it, which knows where the name sits in
+    those bytes (`completion_with_model`); `replace` would drop them, and the client would get a
+    re-rendering of the OpenAI reading instead of the upstream's answer.
+    """
+    rename = getattr(provider, "completion_with_model", None) if completion.native is not None else None
+    if rename is not None:
+        renamed: Completion = rename(completion, model)
+        return renamed
+    return completion.replace({**completion.data, "model": model})
 
 
 async def _read_head(batches: AsyncIterator[list[Chunk]]) -> list[Chunk]:

@@ -12,7 +12,8 @@
     │   └── QuotaExceededError        402, a budget or token quota used up for the period
     ├── UpstreamError               one attempt at one provider failed; carries an `Action`
     │   └── UpstreamTimeoutError      the attempt ran out of time
-    └── AllTargetsFailedError       every candidate was tried; carries the attempt log
+    ├── AllTargetsFailedError       every candidate was tried; carries the attempt log
+    └── StateUnavailableError       503, the shared state store is away and `state.on_error` is closed
 
     ConfigError                     startup only; lists every problem found, never rendered
 
@@ -54,6 +55,7 @@ __all__ = [
     "QuotaExceededError",
     "RateLimitError",
     "RouteMWError",
+    "StateUnavailableError",
     "UpstreamError",
     "UpstreamTimeoutError",
     "echo",
@@ -318,6 +320,21 @@ class AllTargetsFailedError(RouteMWError):
             self.status_code = 502
         if failures and all(a.action is Action.FALLBACK for a in failures):
             self.headers["x-should-retry"] = "false"
+
+
+class StateUnavailableError(RouteMWError):
+    """The shared state (Redis) did not answer and the operator chose to refuse rather than guess.
+
+    `retry_after` is when the gateway will next try the store, so a client that waits that long
+    is not refused again by a store that has recovered.
+    """
+
+    status_code = 503
+    code = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, headers={"retry-after": str(max(1, math.ceil(retry_after)))})
+        self.retry_after = retry_after
 
 
 class ConfigError(Exception):

@@ -4,6 +4,13 @@ Both carry their JSON as a dict plus, when the dict is exactly what an upstream 
 upstream's own bytes, so a passthrough never re-encodes what it did not change. Code that
 changes a payload builds a new object (`Chunk.replace`, `Completion.replace`), which drops the
 bytes; editing `data` in place would leave the stale bytes to be sent, so don't.
+
+`native` is the same answer in the client's own protocol when that is not OpenAI's and the
+upstream spoke it (an Anthropic client served by an Anthropic route): `data` stays the OpenAI
+shape every middleware reads, and the door sends `native` as it is. `replace` drops it too, so a
+middleware that changes an answer is never bypassed by stale native bytes: the door renders a
+replaced completion from `data`, and leaves a replaced chunk of a passthrough stream out, since
+it cannot be placed in the upstream's own event sequence (see `routemw.doors.messages.events`).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ class Completion:
     data: dict[str, Any]
     raw: bytes | None = field(default=None, repr=False)
     headers: dict[str, str] = field(default_factory=dict)
+    native: bytes | None = field(default=None, repr=False)
 
     def encode(self) -> bytes:
         return self.raw if self.raw is not None else orjson.dumps(self.data)
@@ -38,6 +46,7 @@ class Chunk:
 
     data: dict[str, Any]
     raw: bytes | None = field(default=None, repr=False)
+    native: bytes | None = field(default=None, repr=False)  # the event, framed, in the client's protocol
 
     def encode(self) -> bytes:
         return self.raw if self.raw is not None else orjson.dumps(self.data)

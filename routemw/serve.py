@@ -1,95 +1,144 @@
-"""`routemw serve`: the gateway on uvicorn, with a bounded drain at shutdown.
+"""`routemw serve`: the gateway on uvicorn or granian, in one or more worker processes.
 
-How uvicorn stops (0.30 and later, read in `uvicorn/server.py`): SIGTERM or SIGINT sets
-`should_exit`; the main loop sees it within 0.1 s and calls `Server.shutdown`, which closes the
-listening sockets (new connections are refused from then on), closes idle keep-alive
-connections, and then waits for the busy ones: with no bound by default, and with
-`timeout_graceful_shutdown` by cancelling the request tasks at the bound, which cuts a stream
-mid-body with no error event and logs a traceback for each. The ASGI `lifespan.shutdown` event
-comes only after all that, too late to end anything.
+Both servers get the same treatment, each in its own module: a bounded drain at shutdown
+(`Gateway.drain()` started when the server begins to stop; `routemw.shutdown`), `gc.freeze` once
+the gateway is built, the ASGI lifespan (it closes the upstream connections), the log level and
+the access log. uvicorn comes with routemw; granian (`routemw.serve_granian`) with the extra
+`routemw[granian]`, and is imported only when asked for.
 
-So `_DrainingServer.shutdown` starts `Gateway.drain()` beside uvicorn's own shutdown, at its
-start: uvicorn still closes its sockets at once, while the gateway refuses whatever still
-arrives on an open connection, gives requests in flight up to the deadline, and then ends the
-rest itself, each in the way its state allows (`routemw.shutdown`). Their responses then
-complete, uvicorn's connections close, and its wait ends on its own. `timeout_graceful_shutdown`
-stays set, a little past the deadline, only as a backstop for what the gateway cannot end: a
-client that has stopped reading the last bytes it was sent.
+The access log is routemw's own (`routemw.telemetry.access_log`), on both servers: each server's
+own access line is turned off, and every worker process sets up its logging as `routemw serve`
+was told to (`--log-format`, `--log-level`, `--no-access-log`), whether it was spawned afresh
+(uvicorn's workers, where `GatewaySource` does it) or forked (granian's, where the access
+writer's thread is started again in the child). With Prometheus metrics and more than one worker,
+`routemw serve` sets up prometheus-client's multiprocess directory before the gateway is built
+(`routemw.telemetry.multiprocess`, used by the CLI), so that every worker counts into it.
 
-The drain itself lives in the Gateway, not here, so that another server needs only to call
-`gateway.drain()` when it begins to shut down.
+With `workers` above 1 each worker process has a gateway of its own (its own upstream
+connections, its own in-memory state), built from the same config: `GatewaySource` hands a
+worker the gateway already built when the worker is a fork of this process, and builds it anew
+from the config in a process started afresh (spawned), where no object can be inherited.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gc
+import importlib.util
 import logging
-import math
-import socket
-from typing import Final
-
-import uvicorn
-from uvicorn.config import STARTUP_FAILURE
+from dataclasses import dataclass
+from typing import Any, Final
 
 from .app import Gateway
+from .telemetry import configure_logging
 
-__all__ = ["serve"]
+__all__ = ["ENGINES", "GatewaySource", "Options", "missing_engine", "serve"]
 
 logger = logging.getLogger("routemw")
 
+ENGINES: Final = ("uvicorn", "granian")
+# Exit status of a server that could not start (a port in use, a failed lifespan): uvicorn's own
+# number, kept for granian so that one status means the same whatever the server.
+STARTUP_FAILURE: Final = 3
+# The server's own cut-off, this long after the drain deadline: time for the gateway's last writes.
+BACKSTOP: Final = 2.0
 _LOOPBACK: Final = ("127.0.0.1", "localhost", "::1")
-# uvicorn's own cut-off, this long after the drain deadline: time for the gateway's last writes.
-_BACKSTOP: Final = 2.0
 
 
-class _DrainingServer(uvicorn.Server):
-    """uvicorn's server, with the gateway's drain running from the start of its shutdown."""
+@dataclass(frozen=True, slots=True)
+class Options:
+    host: str
+    port: int
+    workers: int
+    log_level: str
+    access_log: bool  # routemw's access log (`routemw.access`); the servers' own lines stay off
+    shutdown_timeout: float
+    log_format: str = "text"
 
-    def __init__(self, config: uvicorn.Config, gateway: Gateway, shutdown_timeout: float) -> None:
-        super().__init__(config)
+
+class GatewaySource:
+    """A worker's gateway: the one given (in this process, or a fork of it), or one built from the config.
+
+    Pickling (how a spawned worker gets its arguments) keeps only the config's path and the
+    logging settings: a gateway, with its locks and pools, does not cross a process boundary.
+    `logging` is (format, level, access log on), applied in a process that builds its own
+    gateway, before it does; None leaves that process's logging alone.
+    """
+
+    def __init__(
+        self, gateway: Gateway | None, config_path: str | None, logging: tuple[str, str, bool] | None = None
+    ) -> None:
         self._gateway = gateway
-        self._shutdown_timeout = shutdown_timeout
+        self._config_path = config_path
+        self._logging = logging
 
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        drain = asyncio.get_running_loop().create_task(self._gateway.drain(self._shutdown_timeout))
-        try:
-            await super().shutdown(sockets)
-        finally:
-            # Normally finished by now: uvicorn waited for the very requests the drain ended.
-            drain.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await drain
+    def __call__(self) -> Gateway:
+        if self._gateway is None:
+            access = False
+            if self._logging is not None:
+                log_format, level, access = self._logging
+                configure_logging("json" if log_format == "json" else "text", level, access=access)
+            self._gateway = Gateway.from_config(self._config_path, access_log=access)
+            freeze()
+        return self._gateway
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"config_path": self._config_path, "logging": self._logging}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._gateway = None
+        self._config_path = state["config_path"]
+        self._logging = state.get("logging")
 
 
-def serve(gateway: Gateway, *, host: str, port: int, log_level: str, access_log: bool, shutdown_timeout: float) -> int:
-    """Run `gateway` on uvicorn until a signal stops it, draining for up to `shutdown_timeout` seconds.
+def freeze() -> None:
+    """Move everything alive now (modules, config, adapters) out of the collector's sight.
 
-    Returns the exit status: 0 after a normal stop, uvicorn's 3 if the server could not start
-    (uvicorn also exits with 3 itself when it cannot bind).
+    It lives as long as the process, and each collection gets cheaper (about 15% less CPU per
+    request measured under load). Only in `routemw serve`, which owns the process; a host that
+    mounts the gateway decides this for itself.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def missing_engine(engine: str) -> str | None:
+    """What to install when `engine` is not installed, or None when it is."""
+    if engine == "granian" and importlib.util.find_spec("granian") is None:
+        return "the granian server is not installed; install it with routemw's extra: pip install 'routemw[granian]'"
+    return None
+
+
+def serve(
+    gateway: Gateway,
+    *,
+    engine: str = "uvicorn",
+    host: str,
+    port: int,
+    workers: int = 1,
+    log_level: str,
+    access_log: bool,
+    shutdown_timeout: float,
+    config_path: str | None = None,
+    log_format: str = "text",
+) -> int:
+    """Run `gateway` on `engine` until a signal stops it, draining for up to `shutdown_timeout` seconds.
+
+    `config_path` (None: the embedded default) is where worker processes started afresh find
+    the config `gateway` was built from, and they log in `log_format` at `log_level`, with
+    routemw's access log when `access_log` (the gateway was built with the same). Returns the
+    exit status: 0 after a normal stop, `STARTUP_FAILURE` (3) if the server could not start.
     """
     if gateway.config.auth.mode == "none" and host not in _LOOPBACK:
         logger.warning(
             "routemw: auth is off and the gateway listens on %s: anyone who can reach it can use your providers", host
         )
-    config = uvicorn.Config(
-        gateway,
-        host=host,
-        port=port,
-        log_level=log_level,
-        lifespan="on",
-        access_log=access_log,
-        timeout_graceful_shutdown=math.ceil(shutdown_timeout + _BACKSTOP),  # uvicorn takes whole seconds
-    )
-    # Everything built so far (modules, config, adapters) lives as long as the process: moving it
-    # out of the collector's sight makes each collection cheaper (about 15% less CPU per
-    # request measured under load). Only here, where routemw owns the process; a host that
-    # mounts the gateway decides this for itself.
-    gc.collect()
-    gc.freeze()
-    server = _DrainingServer(config, gateway, shutdown_timeout)
-    # After a clean shutdown on Ctrl+C, uvicorn raises the SIGINT it handled once more.
-    with contextlib.suppress(KeyboardInterrupt):
-        server.run()
-    return 0 if server.started else STARTUP_FAILURE
+    options = Options(host, port, max(1, workers), log_level, access_log, shutdown_timeout, log_format)
+    source = GatewaySource(gateway, config_path, (log_format, log_level, access_log))
+    freeze()
+    if engine == "granian":
+        from . import serve_granian
+
+        return serve_granian.run(source, options)
+    from . import serve_uvicorn
+
+    return serve_uvicorn.run(source, options)

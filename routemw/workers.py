@@ -1,74 +1,32 @@
-"""`routemw serve --workers N`: N processes accepting on one listening socket.
+"""When `routemw serve --workers N` must refuse: state that each worker would count on its own.
 
-uvicorn's supervisor binds the socket once and starts N workers (spawned, not forked, so no
-event loop or connection is shared by accident); each builds its own `Gateway` from the same
-config (`ROUTEMW_CONFIG`, set here for them) with its own upstream pool, and restarts a worker
-that dies. Whatever state outlives a request (cooldowns, probes) is each worker's own.
-
-Each worker sets up its own logging as the supervisor was told to (`ROUTEMW_LOG_*`, set here),
-and with Prometheus metrics on, every worker counts into one multiprocess directory, so a scrape
-answered by any of them sums all (`routemw.telemetry.multiprocess`).
+Each worker builds its own `Gateway` from the same config (`routemw.serve`), with its own
+upstream pool and Redis client. Cooldowns and probes are each worker's own unless
+`state.redis` is set, when all of them share it: a worker that has not seen a failure merely
+tries a target once more. Limits, quotas and budgets are another matter: counted per worker, a
+key's `rpm: 50` would admit 50 per worker, so N > 1 is refused while they are counted in memory.
 """
 
 from __future__ import annotations
 
-import gc
-import os
-
-import uvicorn
-
 from .app import Gateway
-from .telemetry import configure_logging
-from .telemetry.multiprocess import metrics_directory
+from .limits import Limits
+from .limits.store import MemoryLimitStore
 
-__all__ = ["serve_workers", "worker_app"]
-
-CONFIG_VARIABLE = "ROUTEMW_CONFIG"
-_LOG_FORMAT = "ROUTEMW_LOG_FORMAT"
-_LOG_LEVEL = "ROUTEMW_LOG_LEVEL"
-_ACCESS_LOG = "ROUTEMW_ACCESS_LOG"
+__all__ = ["refusal"]
 
 
-def worker_app() -> Gateway:
-    """The factory each worker process calls."""
-    access = os.environ.get(_ACCESS_LOG, "1") == "1"
-    configure_logging(
-        "json" if os.environ.get(_LOG_FORMAT) == "json" else "text", os.environ.get(_LOG_LEVEL, "info"), access=access
+def refusal(gateway: Gateway, workers: int) -> str | None:
+    """Why `gateway` must not run as `workers` processes, or None."""
+    if not Limits.configured(gateway.config) or not isinstance(gateway.limits.store, MemoryLimitStore):
+        return None
+    shared = (
+        "state.redis shares cooldowns between processes, but this version still counts limits in each process's memory"
+        if gateway.config.state.redis is not None
+        else "state.redis is how processes share state (see docs/production.md), and it does not yet hold limits"
     )
-    gateway = Gateway.from_config(os.environ.get(CONFIG_VARIABLE) or None, access_log=access)
-    # As in single-process serving: what is built now lives as long as the process (see cli).
-    gc.collect()
-    gc.freeze()
-    return gateway
-
-
-def serve_workers(
-    config_path: str | None,
-    workers: int,
-    *,
-    host: str,
-    port: int,
-    log_level: str,
-    access_log: bool,
-    log_format: str = "text",
-    metrics: bool = False,
-) -> int:
-    if config_path is not None:
-        os.environ[CONFIG_VARIABLE] = os.path.abspath(config_path)
-    else:
-        os.environ.pop(CONFIG_VARIABLE, None)
-    os.environ[_LOG_FORMAT] = log_format
-    os.environ[_LOG_LEVEL] = log_level
-    os.environ[_ACCESS_LOG] = "1" if access_log else "0"
-    with metrics_directory(metrics):
-        uvicorn.run(
-            "routemw.workers:worker_app",
-            factory=True,
-            workers=workers,
-            host=host,
-            port=port,
-            log_level=log_level,
-            lifespan="on",
-            access_log=False,  # routemw.access replaces uvicorn's line
-        )
-    return 0
+    return (
+        f"refusing --workers {workers}: limits, quotas or budgets are configured, and each worker would "
+        f"enforce its own copy of them (a key's rpm: 50 would admit up to {50 * workers} a minute); "
+        f"{shared}. Run one worker per gateway instance."
+    )

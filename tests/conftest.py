@@ -17,6 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fakes import API_KEY, BACKUP_KEY, RECORDINGS, FakeOpenAI
+from redis_server import own_redis, redis_client, redis_prefix, redis_url  # noqa: F401  (fixtures)
 
 
 @pytest.fixture

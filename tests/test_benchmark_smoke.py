@@ -21,8 +21,33 @@ def test_benchmark_smoke_runs_every_target_without_errors() -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and not line.startswith("| target")]
     targets = {row.split("|")[1].strip() for row in rows}
-    assert {"direct", "bare proxy", "routemw"} <= targets
+    assert {
+        "direct",
+        "bare proxy",
+        "routemw",
+        "bare proxy on granian",
+        "routemw on granian",
+        "routemw + telemetry",
+    } <= targets
     assert len(rows) == 2 * len(targets)  # a JSON and an SSE row for each target
     for row in rows:
         assert row.rstrip(" |").rsplit("|", 1)[1].strip() == "0", f"requests failed: {row}"
     assert "soak:" in result.stdout
+
+
+def test_stream_scale_smoke_runs_on_each_server_without_errors() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--scenario", "streams", "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| ") and "server" not in line]
+    assert {row[1].strip() for row in rows} == {"uvicorn", "granian"}
+    for row in rows:
+        completed, left, errors = (int(row[i]) for i in (2, 3, 4))
+        assert errors == 0, result.stdout
+        assert completed > 0 and left > 0  # some streams ran to the end, some clients left midway

@@ -1,4 +1,4 @@
-"""The official `openai` SDK against the gateway served by uvicorn on a loopback port.
+"""The official `openai` SDK against the gateway served on a loopback port, by uvicorn and by granian.
 
 Level 3 of the test plan: a real server, a real client, nothing in between that could hide a
 framing or streaming problem. Upstreams are the built-in `echo` provider, or a second local
@@ -22,7 +22,7 @@ import pytest
 from fakes import RECORDINGS as ALL_RECORDINGS
 from fastapi import FastAPI
 from openai import AsyncOpenAI, OpenAI
-from servers import LiveServer, serve, wait_until
+from servers import ENGINES, LiveServer, serve, wait_until
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -58,10 +58,10 @@ def async_client(base_url: str) -> AsyncOpenAI:
 # -- the gateway on its own ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def gateway_server() -> Iterator[LiveServer]:
+@pytest.fixture(scope="module", params=ENGINES)
+def gateway_server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
     gateway = Gateway.from_config(ECHO_CONFIG, environ={})
-    with serve(gateway, lifespan="on") as live:
+    with serve(gateway, lifespan="on", engine=request.param) as live:
         yield live
 
 
@@ -415,11 +415,11 @@ def upstream() -> Iterator[tuple[RecordedUpstream, LiveServer]]:
         yield fake, live
 
 
-@pytest.fixture(scope="module")
-def proxied(upstream: tuple[RecordedUpstream, LiveServer]) -> Iterator[LiveServer]:
+@pytest.fixture(scope="module", params=ENGINES)
+def proxied(upstream: tuple[RecordedUpstream, LiveServer], request: pytest.FixtureRequest) -> Iterator[LiveServer]:
     gateway = Gateway.from_config(proxy_config(upstream[1].url), environ={})
     assert gateway.providers["recorded"].transport is None  # the gateway's default transport is used
-    with serve(gateway, lifespan="on") as live:
+    with serve(gateway, lifespan="on", engine=request.param) as live:
         yield live
 
 
@@ -510,9 +510,10 @@ def test_client_abandoning_a_stream_abandons_the_upstream(proxied: LiveServer, f
     assert fake_upstream.slow_sent < SLOW_CHUNKS
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("host", ["gateway", "starlette", "fastapi"])
 @pytest.mark.filterwarnings("error::ResourceWarning")
-def test_shutdown_closes_the_upstream_connections(host: str) -> None:
+def test_shutdown_closes_the_upstream_connections(host: str, engine: str) -> None:
     # A fresh upstream, so the only connections it sees are this gateway's. A pool left open
     # shows either way: its connection stays open (asyncio loop), or uvloop closes it when the
     # server's loop closes, with a ResourceWarning that makes `serve` fail.
@@ -526,7 +527,7 @@ def test_shutdown_closes_the_upstream_connections(host: str) -> None:
         }
         app = hosts[host](gateway)
         prefix = "" if host == "gateway" else "/llm"
-        with serve(app, lifespan="on") as live, sync_client(live.url + prefix + "/v1") as sdk:
+        with serve(app, lifespan="on", engine=engine) as live, sync_client(live.url + prefix + "/v1") as sdk:
             sdk.chat.completions.create(model="gpt-4o", messages=MESSAGES)
             assert len(connections) == 1  # kept alive in the gateway's pool while it runs
 

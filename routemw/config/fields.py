@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
 from ..capabilities import LIMITS, Capability
+from . import keys as accepted
 from .schema import UnsupportedPolicy
 
 __all__ = ["FieldReader", "join", "kind"]
@@ -143,7 +144,7 @@ class FieldReader:
         return MappingProxyType(out)
 
     def policy(self, value: Any, path: str) -> UnsupportedPolicy | None:
-        data = self.mapping(value, path, frozenset({"unsupported"}))
+        data = self.mapping(value, path, accepted.POLICY.names)  # MODEL_POLICY and KEY_POLICY: the same names
         if not data or "unsupported" not in data:
             return None
         policy = self.choice("reject", "drop", "clamp")(data["unsupported"], join(path, "unsupported"))

@@ -12,20 +12,19 @@ from datetime import UTC, date, datetime
 from types import MappingProxyType
 from typing import Any, Final
 
+from . import keys as accepted
 from .fields import FieldReader, join, kind
 from .schema import BudgetConfig, LimitsConfig, Period, PriceConfig, TokenQuotaConfig, UsageConfig
 
-__all__ = ["LIMIT_KEYS", "LimitFields"]
+__all__ = ["LimitFields"]
 
-LIMIT_KEYS: Final = frozenset({"rpm", "tpm", "concurrency", "budget", "tokens"})
 _PERIODS: Final = ("day", "week", "month", "total")
-_PRICE_KEYS: Final = frozenset({"input", "output", "cached_input", "reasoning"})
 
 
 class LimitFields(FieldReader):
     """Typed readers for limits, prices, usage and expiry; mixed into the config validator."""
 
-    def limits(self, value: Any, path: str, allowed: frozenset[str] = LIMIT_KEYS) -> LimitsConfig:
+    def limits(self, value: Any, path: str, allowed: frozenset[str] = accepted.LIMITS.names) -> LimitsConfig:
         data = self.mapping(value, path, allowed) or {}
         return LimitsConfig(
             rpm=self.field(data, "rpm", path, self.integer(1), None),
@@ -38,10 +37,10 @@ class LimitFields(FieldReader):
     def route_limits(self, value: Any, path: str) -> LimitsConfig:
         # A route's limits are the upstream's own quota: rates only. Concurrency and budgets
         # belong to accounts and models, where a refusal has someone to answer to.
-        return self.limits(value, path, frozenset({"rpm", "tpm"}))
+        return self.limits(value, path, accepted.ROUTE_LIMITS.names)
 
     def budget(self, value: Any, path: str) -> BudgetConfig | None:
-        data = self.mapping(value, path, frozenset({"usd", "period"}))
+        data = self.mapping(value, path, accepted.BUDGET.names)
         if data is None:
             return None
         if "usd" not in data:
@@ -53,7 +52,7 @@ class LimitFields(FieldReader):
         return BudgetConfig(micro_usd=round(usd * 1_000_000), period=self._period(data, path))
 
     def token_quota(self, value: Any, path: str) -> TokenQuotaConfig | None:
-        data = self.mapping(value, path, frozenset({"total", "period"}))
+        data = self.mapping(value, path, accepted.TOKEN_QUOTA.names)
         if data is None:
             return None
         if "total" not in data:
@@ -78,7 +77,7 @@ class LimitFields(FieldReader):
         return MappingProxyType(out)
 
     def price(self, value: Any, path: str) -> PriceConfig | None:
-        data = self.mapping(value, path, _PRICE_KEYS)
+        data = self.mapping(value, path, accepted.PRICE.names)
         if data is None:
             return None
         missing = [key for key in ("input", "output") if key not in data]
@@ -95,7 +94,7 @@ class LimitFields(FieldReader):
         )
 
     def usage(self, value: Any, path: str) -> UsageConfig:
-        data = self.mapping(value, path, frozenset({"jsonl"})) or {}
+        data = self.mapping(value, path, accepted.USAGE.names) or {}
         return UsageConfig(jsonl=self.field(data, "jsonl", path, self.string, None))
 
     def expires(self, value: Any, path: str) -> datetime | None:

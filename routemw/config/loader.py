@@ -21,9 +21,10 @@ from typing import Any, Final
 import yaml
 
 from ..errors import ConfigError
+from . import keys as accepted
 from .fields import join, kind
 from .interpolation import interpolate
-from .limits import LIMIT_KEYS, LimitFields
+from .limits import LimitFields
 from .schema import (
     AuthConfig,
     GatewayConfig,
@@ -31,9 +32,11 @@ from .schema import (
     ModelConfig,
     ParamsConfig,
     ProviderConfig,
+    RedisConfig,
     RetryConfig,
     RouteConfig,
     ServerConfig,
+    StateConfig,
     UpstreamConfig,
 )
 from .telemetry import TelemetryFields
@@ -48,7 +51,7 @@ ProviderTypes = Mapping[str, frozenset[str]]
 BUILTIN_PROVIDERS: Final = {"echo": "echo"}
 
 _SHA256: Final = re.compile(r"[0-9a-fA-F]{64}")
-_PROVIDER_KEYS: Final = frozenset({"type", "base_url", "api_key", "timeout", "headers"})
+_REDIS_SCHEMES: Final = ("redis://", "rediss://", "unix://")
 _QUOTED: Final = re.compile(r"'((?:[^'\\]|\\.)*)'")
 _HARMLESS_QUOTE: Final = re.compile(r"<[a-z ]+>|.|\\(?:[a-z0-9]|x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})")
 
@@ -129,24 +132,7 @@ class _Validator(LimitFields, TelemetryFields):
         self.declared: frozenset[str] = frozenset()
 
     def gateway(self, document: Any, origin: str) -> GatewayConfig | None:
-        allowed = frozenset(
-            {
-                "server",
-                "providers",
-                "models",
-                "keys",
-                "auth",
-                "retry",
-                "params",
-                "upstream",
-                "prices",
-                "limits",
-                "usage",
-                "metrics",
-                "health",
-            }
-        )
-        data = self.mapping(document, "", allowed)
+        data = self.mapping(document, "", accepted.ROOT.names)
         if data is None:
             return None
         providers = self.providers(data.get("providers"), "providers")
@@ -172,11 +158,12 @@ class _Validator(LimitFields, TelemetryFields):
             params=self.params(data.get("params"), "params"),
             upstream=self.upstream(data.get("upstream"), "upstream"),
             prices=self.prices(data.get("prices"), "prices"),
-            limits=self.limits(data.get("limits"), "limits", LIMIT_KEYS | {"estimate_output_tokens"}),
+            limits=self.limits(data.get("limits"), "limits", accepted.ROOT_LIMITS.names),
             usage=self.usage(data.get("usage"), "usage"),
             metrics=self.metrics(data.get("metrics"), "metrics"),
             health=self.health(data.get("health"), "health"),
             estimate_output_tokens=self.estimate_output_tokens(data.get("limits")),
+            state=self.state(data.get("state"), "state"),
             source=origin,
         )
 
@@ -187,10 +174,7 @@ class _Validator(LimitFields, TelemetryFields):
         return self.field(limits, "estimate_output_tokens", "limits", self.integer(1), default)
 
     def server(self, value: Any, path: str) -> ServerConfig:
-        data = (
-            self.mapping(value, path, frozenset({"host", "port", "max_body_bytes", "keepalive", "shutdown_timeout"}))
-            or {}
-        )
+        data = self.mapping(value, path, accepted.SERVER.names) or {}
         default = ServerConfig()
         port = self.field(data, "port", path, self.integer(0), default.port)
         if port > 65535:
@@ -201,11 +185,11 @@ class _Validator(LimitFields, TelemetryFields):
             max_body_bytes=self.field(data, "max_body_bytes", path, self.integer(1), default.max_body_bytes),
             keepalive=self.field(data, "keepalive", path, self.non_negative, default.keepalive),
             shutdown_timeout=self.field(data, "shutdown_timeout", path, self.non_negative, default.shutdown_timeout),
+            engine=self.field(data, "engine", path, self.choice("uvicorn", "granian"), default.engine),
         )
 
     def upstream(self, value: Any, path: str) -> UpstreamConfig:
-        names = frozenset({"max_body_bytes", "max_event_bytes", "max_decompression_ratio"})
-        data = self.mapping(value, path, names) or {}
+        data = self.mapping(value, path, accepted.UPSTREAM.names) or {}
         default = UpstreamConfig()
         return UpstreamConfig(
             max_body_bytes=self.field(data, "max_body_bytes", path, self.integer(1), default.max_body_bytes),
@@ -244,7 +228,7 @@ class _Validator(LimitFields, TelemetryFields):
             option_names = self.provider_types[type_name]
         options = {}
         for key, item in data.items():
-            if key in _PROVIDER_KEYS:
+            if key in accepted.PROVIDER.names:
                 continue
             if self.provider_types is not None and key not in option_names:
                 self.problem(join(path, key), "unknown key")
@@ -289,8 +273,7 @@ class _Validator(LimitFields, TelemetryFields):
         return out
 
     def model(self, name: str, value: Any, path: str, providers: Mapping[str, ProviderConfig]) -> ModelConfig | None:
-        allowed = frozenset({"routes", "capabilities", "fallbacks", "owned_by", "params", "response_model", "limits"})
-        data = self.mapping(value, path, allowed)
+        data = self.mapping(value, path, accepted.MODEL.names)
         if data is None:
             return None
         routes_value = data.get("routes")
@@ -318,8 +301,7 @@ class _Validator(LimitFields, TelemetryFields):
         )
 
     def route(self, value: Any, path: str, providers: Mapping[str, ProviderConfig]) -> RouteConfig | None:
-        allowed = frozenset({"provider", "model", "weight", "params", "capabilities", "limits"})
-        data = self.mapping(value, path, allowed)
+        data = self.mapping(value, path, accepted.ROUTE.names)
         if data is None:
             return None
         provider = self.string(data.get("provider"), join(path, "provider"))
@@ -364,8 +346,7 @@ class _Validator(LimitFields, TelemetryFields):
         return tuple(out)
 
     def key(self, value: Any, path: str, models: Mapping[str, ModelConfig]) -> KeyConfig | None:
-        allowed = frozenset({"name", "key", "sha256", "models", "metadata", "params", "limits", "expires"})
-        data = self.mapping(value, path, allowed)
+        data = self.mapping(value, path, accepted.KEY.names)
         if data is None:
             return None
         name = self.string(data.get("name"), join(path, "name"))
@@ -403,13 +384,12 @@ class _Validator(LimitFields, TelemetryFields):
         )
 
     def auth(self, value: Any, path: str) -> AuthConfig:
-        data = self.mapping(value, path, frozenset({"mode"})) or {}
+        data = self.mapping(value, path, accepted.AUTH.names) or {}
         mode = self.field(data, "mode", path, self.choice("none", "keys"), "none")
         return AuthConfig(mode="keys" if mode == "keys" else "none")
 
     def retry(self, value: Any, path: str) -> RetryConfig:
-        allowed = frozenset(RetryConfig.__dataclass_fields__)
-        data = self.mapping(value, path, allowed) or {}
+        data = self.mapping(value, path, accepted.RETRY.names) or {}
         default = RetryConfig()
         config = RetryConfig(
             attempts=self.field(data, "attempts", path, self.integer(1), default.attempts),
@@ -427,3 +407,32 @@ class _Validator(LimitFields, TelemetryFields):
 
     def params(self, value: Any, path: str) -> ParamsConfig:
         return ParamsConfig(unsupported=self.policy(value, path) or "reject")
+
+    def state(self, value: Any, path: str) -> StateConfig:
+        data = self.mapping(value, path, accepted.STATE.names) or {}
+        default = StateConfig()
+        on_error = self.field(data, "on_error", path, self.choice("open", "closed"), "open")
+        return StateConfig(
+            redis=self.redis(data["redis"], join(path, "redis")) if data.get("redis") is not None else None,
+            on_error="closed" if on_error == "closed" else "open",
+            timeout=self.field(data, "timeout", path, self.positive, default.timeout),
+        )
+
+    def redis(self, value: Any, path: str) -> RedisConfig | None:
+        data = self.mapping(value, path, accepted.REDIS.names)
+        if data is None:
+            return None
+        if "url" not in data:
+            self.problem(join(path, "url"), "required, for example redis://127.0.0.1:6379/0")
+            return None
+        url = self.string(data["url"], join(path, "url"))
+        if url is not None and not url.startswith(_REDIS_SCHEMES):
+            # Never echo the URL: it may hold a password.
+            self.problem(join(path, "url"), "expected a redis://, rediss:// or unix:// URL")
+            url = None
+        prefix = self.field(data, "prefix", path, self.string, "routemw:")
+        if "{" in prefix or "}" in prefix:
+            # Keys carry a hash tag in braces for Redis Cluster; a brace in the prefix would
+            # become the tag instead and put every key on one slot.
+            self.problem(join(path, "prefix"), "must not contain { or }")
+        return None if url is None else RedisConfig(url=url, prefix=prefix)

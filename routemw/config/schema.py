@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 UnsupportedPolicy = Literal["reject", "drop", "clamp"]
 ResponseModel = Literal["public", "upstream"]
@@ -25,10 +26,12 @@ __all__ = [
     "Period",
     "PriceConfig",
     "ProviderConfig",
+    "RedisConfig",
     "ResponseModel",
     "RetryConfig",
     "RouteConfig",
     "ServerConfig",
+    "StateConfig",
     "TokenQuotaConfig",
     "UnsupportedPolicy",
     "UpstreamConfig",
@@ -51,6 +54,9 @@ class ServerConfig:
     # Seconds a shutting-down `routemw serve` gives requests in flight before ending them with a
     # `server_shutting_down` error; under Kubernetes' default 30 s grace period before SIGKILL.
     shutdown_timeout: float = 25.0
+    # The HTTP server `routemw serve` runs the gateway on: "uvicorn" (installed with routemw) or
+    # "granian" (the `routemw[granian]` extra); `--server` overrides it.
+    engine: str = "uvicorn"
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +210,21 @@ class HealthConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RedisConfig:
+    url: str = field(repr=False)  # may carry a password
+    prefix: str = "routemw:"  # every key starts with it
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    """Where state that outlives a request lives: this process (no `redis`) or a shared Redis."""
+
+    redis: RedisConfig | None = None
+    on_error: Literal["open", "closed"] = "open"  # Redis away: count locally, or refuse with 503
+    timeout: float = 0.25  # seconds one store operation may take before it counts as Redis away
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     server: ServerConfig = ServerConfig()
     providers: Mapping[str, ProviderConfig] = field(default_factory=_empty)
@@ -220,12 +241,17 @@ class GatewayConfig:
     usage: UsageConfig = UsageConfig()
     metrics: MetricsConfig = MetricsConfig()
     health: HealthConfig = HealthConfig()
+    state: StateConfig = StateConfig()
     source: str = "<mapping>"  # where it came from, for messages
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret this configuration holds, so output can be scrubbed of them."""
         found = [p.api_key for p in self.providers.values() if p.api_key]
         found += [k.key for k in self.keys if k.key]
+        if self.state.redis is not None:
+            password = urlsplit(self.state.redis.url).password
+            if password:
+                found.append(password)
         for provider in self.providers.values():
             for value in provider.headers.values():
                 # A header value may be "Bearer <token>": the token alone is the secret, and an

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from . import keys as accepted
 from .fields import FieldReader, join, kind
 from .schema import HealthConfig, MetricsConfig
 
@@ -15,7 +16,7 @@ _TAKEN: Final = ("/healthz", "/readyz", "/v1/")
 
 class TelemetryFields(FieldReader):
     def metrics(self, value: Any, path: str) -> MetricsConfig:
-        data = self.mapping(value, path, frozenset({"prometheus", "path"})) or {}
+        data = self.mapping(value, path, accepted.METRICS.names) or {}
         default = MetricsConfig()
         where = default.path
         if "path" in data:
@@ -34,7 +35,7 @@ class TelemetryFields(FieldReader):
         return value
 
     def health(self, value: Any, path: str) -> HealthConfig:
-        data = self.mapping(value, path, frozenset({"observe"})) or {}
+        data = self.mapping(value, path, accepted.HEALTH.names) or {}
         return HealthConfig(observe=self.field(data, "observe", path, self.flag, HealthConfig().observe))
 
     def flag(self, value: Any, path: str) -> bool | None:

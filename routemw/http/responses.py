@@ -5,6 +5,11 @@ nothing can be retried, so any later failure is written in-band as an OpenAI err
 (`data: {"error": {...}}`) and the stream ends without `[DONE]`, so no client mistakes a broken
 answer for a finished one. It never closes silently and never invents a `finish_reason`. A server
 shutting down ends a stream the same way (`interrupt`, from `routemw.shutdown`).
+
+That framing is OpenAI's. A door speaking another protocol passes a `StreamEncoder`, which owns
+how batches, the end, an in-band error and a keep-alive look on its wire (Anthropic's named
+events, say); the commit point, keep-alive timing, the interrupt, failure logging and release of
+the stream stay here.
 """
 
 from __future__ import annotations
@@ -16,18 +21,18 @@ import re
 import time
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Final
+from typing import Final, Protocol
 
 import anyio
 import orjson
 
 from ..errors import RouteMWError, UpstreamError
-from ..reply import Stream
+from ..reply import Chunk, Stream
 from .asgi import Send
 from .headers import header_value
 from .sse import encode_comment, encode_data
 
-__all__ = ["INTERNAL_ERROR", "error_payload", "send_error", "send_json", "send_stream"]
+__all__ = ["INTERNAL_ERROR", "StreamEncoder", "error_payload", "send_error", "send_json", "send_stream"]
 
 logger = logging.getLogger("routemw")
 
@@ -36,6 +41,23 @@ _PING = encode_comment("ping")
 _UNINTERRUPTED: AbstractAsyncContextManager[None] = contextlib.nullcontext()
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field names
 INTERNAL_ERROR = RouteMWError("The gateway failed to process the request.", code="internal_error")
+
+
+class StreamEncoder(Protocol):
+    """One stream's wire framing, for a door whose protocol is not OpenAI's; may keep state."""
+
+    @property
+    def ping(self) -> bytes:
+        """A keep-alive for long silences."""
+
+    def batch(self, chunks: list[Chunk]) -> bytes:
+        """The bytes for one batch of chunks (may be empty)."""
+
+    def end(self) -> bytes:
+        """What closes a stream that finished."""
+
+    def error(self, exc: RouteMWError) -> bytes:
+        """An in-band error after the commit point; the stream ends after it."""
 
 
 def _header_list(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
@@ -81,12 +103,14 @@ async def send_stream(
     *,
     keepalive: float,
     interrupt: AbstractAsyncContextManager[None] | None = None,
+    encoder: StreamEncoder | None = None,
 ) -> None:
     """Write `stream` as SSE ending in `[DONE]`, with keep-alive comments during silences.
 
     Each batch of chunks (all that one upstream read produced) goes out as one body message, so
     a burst costs one write, not one per chunk. `interrupt` is entered around the body: a
     `RouteMWError` it raises (the server shutting down) ends the stream in-band like any other.
+    `encoder` replaces OpenAI's framing.
     """
     raw_headers = _header_list(headers)
     raw_headers += [
@@ -94,7 +118,7 @@ async def send_stream(
         (b"cache-control", b"no-store"),
         (b"x-accel-buffering", b"no"),  # nginx and friends: do not buffer an event stream
     ]
-    pinger = _Pinger(send, keepalive) if keepalive > 0 else None
+    pinger = _Pinger(send, keepalive, encoder.ping if encoder is not None else _PING) if keepalive > 0 else None
     tail: bytes | None = _DONE
     try:
         await send({"type": "http.response.start", "status": 200, "headers": raw_headers})  # COMMIT POINT
@@ -103,20 +127,27 @@ async def send_stream(
         try:
             async with interrupt or _UNINTERRUPTED:
                 async for batch in stream.batches():
-                    body = b"".join([encode_data(chunk.encode()) for chunk in batch])
+                    if encoder is None:
+                        body = b"".join([encode_data(chunk.encode()) for chunk in batch])
+                    else:
+                        body = encoder.batch(batch)
+                        if not body:
+                            continue
                     if pinger is None:
                         await send({"type": "http.response.body", "body": body, "more_body": True})
                     else:
                         await pinger.send(body)
+            if encoder is not None:
+                tail = encoder.end()
         except RouteMWError as exc:
             _log_stream_failure(exc, headers)
-            tail = encode_data(error_payload(exc))
+            tail = encode_data(error_payload(exc)) if encoder is None else encoder.error(exc)
         except OSError:
             tail = None  # the client left mid-stream; there is no one to tell
         except Exception:
             request_id = headers.get("x-request-id")
             logger.exception("routemw: request %s: stream failed after the response started", request_id)
-            tail = encode_data(error_payload(INTERNAL_ERROR))
+            tail = encode_data(error_payload(INTERNAL_ERROR)) if encoder is None else encoder.error(INTERNAL_ERROR)
         if pinger is not None:
             await pinger.stop()
         if tail is not None:
@@ -157,10 +188,11 @@ class _Pinger:
     a lock keeps that ping from interleaving with a body message.
     """
 
-    __slots__ = ("_handle", "_interval", "_last", "_lock", "_loop", "_send", "_stopped", "_task")
+    __slots__ = ("_handle", "_interval", "_last", "_lock", "_loop", "_ping_body", "_send", "_stopped", "_task")
 
-    def __init__(self, send: Send, interval: float) -> None:
+    def __init__(self, send: Send, interval: float, ping: bytes = _PING) -> None:
         self._send = send
+        self._ping_body = ping
         self._interval = interval
         self._lock = anyio.Lock(fast_acquire=True)
         self._last = time.monotonic()
@@ -201,7 +233,7 @@ class _Pinger:
             if self._stopped:
                 return  # the stream ended while this ping waited for its turn
             try:
-                await self._send({"type": "http.response.body", "body": _PING, "more_body": True})
+                await self._send({"type": "http.response.body", "body": self._ping_body, "more_body": True})
             except OSError:  # the client left (ASGI 2.4 servers raise here)
                 self._stopped = True
                 return

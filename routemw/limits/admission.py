@@ -19,8 +19,17 @@ The reservation is settled exactly once, when the reply ends:
   only the request itself stays counted against `rpm`.
 
 Route limits (`RouteGate`) sit in the fallback loop beside health: a route whose own `rpm` or
-`tpm` would be exceeded is skipped like a cooling one. The route that answered is settled with
-the request; routes tried and failed are released.
+`tpm` would be exceeded is skipped like a cooling one. A request with a single candidate has
+nothing to steer to, so its route's claims join the key's and the model's in the one admission.
+The route that answered is settled with the request, routes tried and failed are refunded, all
+in one store call.
+
+Per request the work is kept small because it is paid on every one: each scope's claims are
+worked out once (`_Scope`), only the amounts are filled in per request, and claims a
+settlement cannot change (a started request's `rpm`) are not sent to the store again.
+
+With any limit configured, every account's spend is counted (an uncapped `budget` ledger per
+UTC month when it has no budget) so `GET /v1/key` can report it; without limits nothing is.
 
 On the memory store each operation completes without suspending, so a cancellation cannot cut
 a settlement short; a store that does I/O gets its settlements run in a shielded task.
@@ -33,12 +42,12 @@ import itertools
 import logging
 import math
 import uuid
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ..accounts import ANONYMOUS, Account
-from ..config.schema import GatewayConfig, LimitsConfig
+from ..config.schema import GatewayConfig, LimitsConfig, Period
 from ..errors import QuotaExceededError, RateLimitError, RouteMWError
 from ..pipeline import Call, Handler
 from ..prices import Price, PriceTable
@@ -49,7 +58,7 @@ from ..usage import Meter
 from .estimate import Estimate, estimate
 from .headers import duration, ratelimit_headers
 from .periods import period_end
-from .store import Admission, Claim, LimitStore, MemoryLimitStore, Quota, Rate, Settlement, Slots, Standing
+from .store import Claim, LimitStore, MemoryLimitStore, Quota, Rate, Settlement, Slots, Standing
 
 __all__ = ["Lease", "LimitMiddleware", "Limits", "RouteGate"]
 
@@ -59,6 +68,7 @@ _LEASE: Final = "routemw.limits"  # call.state key of the request's lease
 _KINDS: Final = {"rpm": "requests", "tpm": "tokens", "concurrency": "concurrency"}
 _WHAT: Final = {"rpm": "requests per minute", "tpm": "tokens per minute", "concurrency": "requests in flight"}
 _CONCURRENCY_RETRY: Final = 1.0  # a slot frees when some reply ends, which no one can foresee
+_SCOPE_CACHE: Final = 100_000  # accounts whose claims are kept worked out
 
 
 @dataclass(slots=True, eq=False)
@@ -73,19 +83,63 @@ class Lease:
     settled: bool = False
 
 
-def _claims(group: str, limits: LimitsConfig, est: Estimate, cost: int) -> list[Claim]:
-    claims: list[Claim] = []
-    if limits.rpm:
-        claims.append(Rate(group, "rpm", limits.rpm, 1, refundable=False))
-    if limits.tpm:
-        claims.append(Rate(group, "tpm", limits.tpm, est.likely))
-    if limits.concurrency:
-        claims.append(Slots(group, limits.concurrency))
-    if limits.budget is not None:
-        claims.append(Quota(group, "budget", limits.budget.micro_usd, cost, limits.budget.period))
-    if limits.tokens is not None:
-        claims.append(Quota(group, "tokens", limits.tokens.total, est.bound, limits.tokens.period))
-    return claims
+UNCAPPED: Final = 2**53 - 1  # micro-USD: a budget that only counts (exact in a double, so in Lua too)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Scope:
+    """One scope's limits as claims, worked out once: the claims whose amount never changes
+    (a request, a slot) are made here and shared by every request; the others keep what they
+    need to be made quickly with the request's amounts."""
+
+    limits: LimitsConfig
+    group: str
+    rpm: Rate | None
+    tpm: int | None
+    slots: Slots | None
+    budget: tuple[int, Period] | None  # micro-USD; UNCAPPED when it only tracks spend
+    tokens: tuple[int, Period] | None
+
+    @classmethod
+    def of(cls, group: str, limits: LimitsConfig, *, spend: bool = False) -> _Scope | None:
+        """None when nothing is counted for this scope."""
+        budget = (limits.budget.micro_usd, limits.budget.period) if limits.budget is not None else None
+        if budget is None and spend:
+            budget = (UNCAPPED, "month")
+        if not limits and budget is None:
+            return None
+        return cls(
+            limits=limits,
+            group=group,
+            rpm=Rate(group, "rpm", limits.rpm, 1, refundable=False) if limits.rpm else None,
+            tpm=limits.tpm or None,
+            slots=Slots(group, limits.concurrency) if limits.concurrency else None,
+            budget=budget,
+            tokens=(limits.tokens.total, limits.tokens.period) if limits.tokens is not None else None,
+        )
+
+    @property
+    def capped(self) -> bool:
+        """Whether it has a real USD budget (which every route it can reach must have a price for)."""
+        return self.budget is not None and self.budget[0] != UNCAPPED
+
+    def claims(self, out: list[Claim], est: Estimate, cost: int) -> None:
+        group = self.group
+        if self.rpm is not None:
+            out.append(self.rpm)
+        if self.tpm is not None:
+            out.append(Rate(group, "tpm", self.tpm, est.input_likely + est.output))
+        if self.slots is not None:
+            out.append(self.slots)
+        if self.budget is not None:
+            out.append(Quota(group, "budget", self.budget[0], cost, self.budget[1]))
+        if self.tokens is not None:
+            out.append(Quota(group, "tokens", self.tokens[0], est.input_bound + est.output, self.tokens[1]))
+
+
+def _scopes(kind: str, limits: Mapping[str, LimitsConfig]) -> dict[str, _Scope]:
+    scopes = {name: _Scope.of(f"{kind}:{name}", each) for name, each in limits.items()}
+    return {name: scope for name, scope in scopes.items() if scope is not None}
 
 
 def _scope(group: str) -> str:
@@ -110,7 +164,9 @@ class Limits:
         models: Mapping[str, LimitsConfig] | None = None,
         routes: Mapping[str, LimitsConfig] | None = None,
         estimate_output_tokens: int = 1024,
+        track_spend: bool = False,
     ) -> None:
+        """`track_spend` counts every account's spend (for `GET /v1/key`), not only budgeted ones."""
         self.store = store
         self.prices = prices
         self.defaults = defaults if defaults is not None else LimitsConfig()
@@ -122,6 +178,12 @@ class Limits:
         prefix = uuid.uuid4().hex[:12]  # lease ids must be unique across instances sharing a store
         counter = itertools.count(1)
         self._next_id: Callable[[], str] = lambda: f"{prefix}{next(counter):x}"
+        self.track_spend = track_spend
+        # Claims worked out once per scope: models and routes now, accounts on first sight (a
+        # custom key store may bring accounts the config never named).
+        self._model_scopes = _scopes("model", self.models)
+        self._route_scopes = _scopes("route", self.routes)
+        self._account_scopes: dict[str, tuple[LimitsConfig, _Scope | None]] = {}
 
     @classmethod
     def from_config(cls, config: GatewayConfig, prices: PriceTable, store: LimitStore | None = None) -> Limits:
@@ -137,6 +199,7 @@ class Limits:
             models={name: model.limits for name, model in config.models.items()},
             routes=routes,
             estimate_output_tokens=config.estimate_output_tokens,
+            track_spend=cls.configured(config),
         )
 
     @staticmethod
@@ -160,34 +223,79 @@ class Limits:
 
     # -- admission -------------------------------------------------------------------------
 
+    def _account_scope(self, account: Account) -> _Scope | None:
+        own = self.account_limits(account)
+        entry = self._account_scopes.get(account.name)
+        if entry is None or entry[0] is not own:
+            if len(self._account_scopes) >= _SCOPE_CACHE:
+                self._account_scopes.clear()  # a key store with endless accounts: start over, never grow
+            scope = _Scope.of(f"acct:{account.name}", own, spend=self.track_spend)
+            entry = self._account_scopes[account.name] = (own, scope)
+        return entry[1]
+
     async def admit(self, call: Call) -> Lease | None:
         """Reserve for `call` or raise the refusal; None when no limit applies to it."""
         account: Account = call.account if call.account is not None else ANONYMOUS
-        own = self.account_limits(account)
-        model = self.models.get(call.request.model)
-        if not own and model is None and not self.routes:
+        own = self._account_scope(account)
+        model = self._model_scopes.get(call.request.model)
+        if own is None and model is None and not self.routes:
             return None
         est = estimate(call.request, call.candidates, self.estimate_output_tokens)
-        budgeted = (own.budget is not None) or (model is not None and model.budget is not None)
-        cost = self._cost_bound(call, est) if budgeted else 0
-        claims = _claims(f"acct:{account.name}", own, est, cost)
+        cost = 0
+        if (own is not None and own.budget is not None) or (model is not None and model.budget is not None):
+            strict = (own is not None and own.capped) or (model is not None and model.capped)
+            cost = self._cost_bound(call, est, strict=strict)
+        claims: list[Claim] = []
+        if own is not None:
+            own.claims(claims, est, cost)
         if model is not None:
-            claims += _claims(f"model:{call.request.model}", model, est, cost)
+            model.claims(claims, est, cost)
+        # With one candidate there is no other route to steer to, so its route limits are
+        # decided in the same atomic step (one store call, not two, and a request its route
+        # refuses takes nothing from the key or the model). The fallback loop's gate then
+        # finds the route already admitted.
+        route: _Scope | None = None
+        if self._route_scopes and len(call.candidates) == 1:
+            route = self._route_scopes.get(call.candidates[0].key)
+        scoped = len(claims)
+        if route is not None:
+            route.claims(claims, est, 0)
         lease = Lease(self._next_id(), claims, (), est)
         if claims:
             admission = await self.store.admit(lease.id, claims)
+            standings = admission.standings
+            if route is not None:
+                lease.claims, route_claims = claims[:scoped], claims[scoped:]
+                standings, route_standings = standings[:scoped], standings[scoped:]
+                if admission.admitted:
+                    lease.routes[call.candidates[0].key] = (route_claims, route_standings)
             if not admission.admitted:
-                raise _refusal(admission, est)
-            lease.standings = admission.standings
-            call.response_headers.update(ratelimit_headers(admission.standings))
+                refused = [s for s in standings if not s.ok]
+                if refused:
+                    raise _refusal(refused, est)
+                assert route is not None
+                raise self._route_refusal(call, call.candidates[0], route_standings)
+            lease.standings = standings
+            headers = ratelimit_headers(standings)
+            if headers:
+                call.response_headers.update(headers)
         call.state[_LEASE] = lease
         return lease
 
-    def _cost_bound(self, call: Call, est: Estimate) -> int:
+    def _route_refusal(self, call: Call, target: Target, standings: Sequence[Standing]) -> RateLimitError:
+        """What the fallback loop answers when its only route is at its own limit."""
+        wait = _route_wait(standings)
+        call.skipped.append((target, f"at its rate limit for {wait:.1f}s"))
+        return RouteGate.exhausted(call.request.model, wait)
+
+    def _cost_bound(self, call: Call, est: Estimate, *, strict: bool) -> int:
+        """The most the request can cost at its priciest candidate; an unknown price only counts when `strict`."""
         most = 0
         for target in call.candidates:
             price = self.price(target)
             if price is None:
+                if not strict:
+                    continue  # spend is only being tracked: an unpriced route adds nothing
                 # Startup refuses this for configured keys; an account from a custom key store
                 # with a budget can still meet it, and must not use the model for free.
                 raise RouteMWError(
@@ -195,7 +303,9 @@ class Limits:
                     "USD budget; the gateway's operator must add the price to `prices`.",
                     code="price_unknown",
                 )
-            most = max(most, price.bound(est.input_bound, est.output))
+            bound = price.bound(est.input_bound, est.output)
+            if bound > most:
+                most = bound
         return most
 
     # -- settlement ------------------------------------------------------------------------
@@ -208,28 +318,47 @@ class Limits:
         target = call.target if answered else None
         counts = call.meter.counts if call.meter is not None else None
         price = self.price(target) if target is not None else None
-        cost = price.cost(counts) if price is not None and counts is not None else None
+        cost: int | None = None
+        if price is not None and counts is not None:
+            cost = price.cost(counts)
+        elif price is None and target is not None:
+            cost = 0  # only tracked spend meets an unpriced route (budgets refuse them): it adds nothing
         await self._run(self._settle(lease, target, counts.total if counts else None, cost))
 
     async def _settle(self, lease: Lease, target: Target | None, tokens: int | None, cost: int | None) -> None:
+        # One store call settles everything the request holds, its route's claims included:
+        # those are rates, which hold nothing per lease, so they settle under the request's
+        # lease as well as under the one they were admitted with. A request started stays
+        # started (`rpm`, not refundable), so those claims are left out: settling them is a no-op.
         try:
             if target is None:
-                periods = [s.period for s in lease.standings]
-                if lease.claims:
-                    await self.store.release(lease.id, lease.claims, periods)
-            elif lease.claims:
-                settlements = [
-                    Settlement(claim, _actual(claim, tokens, cost), standing.period)
-                    for claim, standing in zip(lease.claims, lease.standings, strict=True)
-                ]
+                claims: list[Claim] = []
+                periods: list[str | None] = []
+                for claim, standing in zip(lease.claims, lease.standings, strict=True):
+                    if _settles(claim):
+                        claims.append(claim)
+                        periods.append(standing.period)
+                for route_claims, _ in lease.routes.values():
+                    for claim in route_claims:
+                        if _settles(claim):
+                            claims.append(claim)
+                            periods.append(None)
+                if claims:
+                    await self.store.release(lease.id, claims, periods)
+                return
+            settlements = [
+                Settlement(claim, _actual(claim, tokens, cost), standing.period)
+                for claim, standing in zip(lease.claims, lease.standings, strict=True)
+                if _settles(claim)
+            ]
+            for key, (route_claims, _) in lease.routes.items():
+                answered = key == target.key
+                for claim in route_claims:
+                    if _settles(claim):
+                        # A route tried and failed gets back all it reserved, as `release` would give.
+                        settlements.append(Settlement(claim, _actual(claim, tokens, cost) if answered else 0, None))
+            if settlements:
                 await self.store.reconcile(lease.id, settlements)
-            for key, (claims, standings) in lease.routes.items():
-                route_lease = f"{lease.id}/{key}"
-                if target is not None and key == target.key:
-                    settlements = [Settlement(c, _actual(c, tokens, cost), None) for c in claims]
-                    await self.store.reconcile(route_lease, settlements)
-                else:
-                    await self.store.release(route_lease, claims, [s.period for s in standings])
         except Exception:
             logger.exception("routemw: the limit store failed to settle lease %s", lease.id)
 
@@ -244,9 +373,13 @@ class Limits:
 
     async def key_state(self, account: Account) -> dict[str, Any]:
         own = self.account_limits(account)
-        claims = _claims(f"acct:{account.name}", own, Estimate(0, 0, 0, True), 0)
+        scope = self._account_scope(account)
+        claims: list[Claim] = []
+        if scope is not None:
+            scope.claims(claims, Estimate(0, 0, 0, True), 0)
         standings = {s.claim.name: s for s in await self.store.inspect(claims)} if claims else {}
-        budget = standings.get("budget")
+        budget = standings.get("budget")  # also there without a budget when spend is tracked
+        capped = budget if own.budget is not None else None
         tokens = standings.get("tokens")
         rate: dict[str, Any] = {"interval": "1m", "requests": own.rpm, "tokens": own.tpm}
         rate["concurrency"] = own.concurrency
@@ -257,11 +390,12 @@ class Limits:
         return {
             "label": account.name,
             "usage": budget.used / 1_000_000 if budget is not None else None,
+            "usage_period": scope.budget[1] if scope is not None and scope.budget is not None else None,
             "limit": own.budget.micro_usd / 1_000_000 if own.budget is not None else None,
-            "limit_remaining": budget.remaining / 1_000_000 if budget is not None else None,
+            "limit_remaining": capped.remaining / 1_000_000 if capped is not None else None,
             "limit_period": own.budget.period if own.budget is not None else None,
-            "limit_reset": period_end(own.budget.period, budget.period)
-            if own.budget and budget and budget.period
+            "limit_reset": period_end(own.budget.period, capped.period)
+            if own.budget and capped and capped.period
             else None,
             "expires_at": account.expires.isoformat().replace("+00:00", "Z") if account.expires else None,
             "rate_limit": rate,
@@ -304,6 +438,11 @@ class Limits:
         return sorted(set(problems))
 
 
+def _settles(claim: Claim) -> bool:
+    """Whether settling `claim` can change anything: not for a request count, which stays counted."""
+    return not (type(claim) is Rate and not claim.refundable)
+
+
 def _actual(claim: Claim, tokens: int | None, cost: int | None) -> int:
     """What a settled request used of `claim`: what was reported, else what it reserved."""
     if isinstance(claim, Slots):
@@ -315,8 +454,13 @@ def _actual(claim: Claim, tokens: int | None, cost: int | None) -> int:
     return claim.amount
 
 
-def _refusal(admission: Admission, est: Estimate) -> RouteMWError:
-    refusals = admission.refusals
+def _route_wait(standings: Sequence[Standing]) -> float:
+    """Seconds until a route's refused claims would pass; inf when waiting cannot help."""
+    waits = [s.retry_after for s in standings if not s.ok]
+    return math.inf if any(w is None for w in waits) else max(w for w in waits if w is not None)
+
+
+def _refusal(refusals: Sequence[Standing], est: Estimate) -> RouteMWError:
     for standing in refusals:
         claim = standing.claim
         if isinstance(claim, Quota):
@@ -408,30 +552,28 @@ class RouteGate:
 
     async def admit(self, call: Call, target: Target) -> float | None:
         """None when admitted (reserved on the call's lease), else seconds until it would be (inf: never)."""
-        route = self.limits.routes.get(target.key)
+        route = self.limits._route_scopes.get(target.key)
         if route is None:
             return None
         lease: Lease | None = call.state.get(_LEASE)
+        if lease is not None and target.key in lease.routes:
+            return None  # reserved at admission, with the key and the model
         if lease is not None:
-            tokens = lease.estimate.likely
+            est = lease.estimate
         else:
-            tokens = estimate(call.request, [target], self.limits.estimate_output_tokens).likely
-        group = f"route:{target.key}"
+            est = estimate(call.request, [target], self.limits.estimate_output_tokens)
         claims: list[Claim] = []
-        if route.rpm:
-            claims.append(Rate(group, "rpm", route.rpm, 1, refundable=False))
-        if route.tpm:
-            claims.append(Rate(group, "tpm", route.tpm, tokens))
+        route.claims(claims, est, 0)  # a route has rates only
         lease_id = f"{lease.id}/{target.key}" if lease is not None else f"{self.limits._next_id()}/{target.key}"
         admission = await self.limits.store.admit(lease_id, claims)
         if not admission.admitted:
-            waits = [s.retry_after for s in admission.refusals]
-            return math.inf if any(w is None for w in waits) else max(w for w in waits if w is not None)
+            return _route_wait(admission.standings)
         if lease is not None:
             lease.routes[target.key] = (claims, admission.standings)
         return None
 
-    def exhausted(self, model: str, wait: float) -> RateLimitError:
+    @staticmethod
+    def exhausted(model: str, wait: float) -> RateLimitError:
         """The refusal when every candidate of `model` is at its route limit."""
         if math.isinf(wait):
             return RateLimitError(

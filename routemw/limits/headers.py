@@ -15,8 +15,6 @@ from .store import Rate, Standing
 
 __all__ = ["duration", "ratelimit_headers"]
 
-_KINDS = {"rpm": "requests", "tpm": "tokens"}
-
 
 def duration(seconds: float) -> str:
     """A duration in OpenAI's header format."""
@@ -34,21 +32,28 @@ def duration(seconds: float) -> str:
 
 
 def ratelimit_headers(standings: Iterable[Standing]) -> dict[str, str]:
-    tightest: dict[str, Standing] = {}
+    # Runs on every admitted request: one pass, exact-class checks, no intermediate dicts.
+    requests: Standing | None = None
+    tokens: Standing | None = None
     for standing in standings:
         claim = standing.claim
-        if not isinstance(claim, Rate):
+        if type(claim) is not Rate and not isinstance(claim, Rate):
             continue
-        kind = _KINDS.get(claim.name)
-        if kind is None:
-            continue
-        best = tightest.get(kind)
-        if best is None or standing.remaining < best.remaining:
-            tightest[kind] = standing
+        if claim.name == "rpm":
+            if requests is None or standing.remaining < requests.remaining:
+                requests = standing
+        elif claim.name == "tpm" and (tokens is None or standing.remaining < tokens.remaining):
+            tokens = standing
     headers: dict[str, str] = {}
-    for kind, standing in tightest.items():
-        assert isinstance(standing.claim, Rate)
-        headers[f"x-ratelimit-limit-{kind}"] = str(standing.claim.limit)
-        headers[f"x-ratelimit-remaining-{kind}"] = str(standing.remaining)
-        headers[f"x-ratelimit-reset-{kind}"] = duration(standing.reset_after or 0.0)
+    if requests is not None:
+        _describe(headers, "requests", requests)
+    if tokens is not None:
+        _describe(headers, "tokens", tokens)
     return headers
+
+
+def _describe(headers: dict[str, str], kind: str, standing: Standing) -> None:
+    assert isinstance(standing.claim, Rate)
+    headers[f"x-ratelimit-limit-{kind}"] = str(standing.claim.limit)
+    headers[f"x-ratelimit-remaining-{kind}"] = str(standing.remaining)
+    headers[f"x-ratelimit-reset-{kind}"] = duration(standing.reset_after or 0.0)

@@ -19,7 +19,9 @@ Counting rules:
 
 - `Rate` is GCRA with weights: a limit of N per window admits N units at once and then one
   every window/N seconds (no calendar minute, which would let 2N through around its edge).
-  A refund moves the theoretical arrival time back, never before now.
+  A refund moves the theoretical arrival time back, never before now. A rate holds nothing per
+  lease, so its claims may be settled under another lease id than the one that admitted them
+  (the gateway settles a request's route claims together with its own).
 - `Slots` are leases by id: a lease holds at most one slot, and releasing it twice, or
   releasing another's, is impossible by construction.
 - `Quota` is a ledger per calendar period: `committed` plus the holds of leases in flight must
@@ -33,7 +35,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..config.schema import Period
 from .periods import period_bounds
@@ -185,32 +187,61 @@ class MemoryLimitStore:
         self._ledgers: dict[str, _Ledger] = {}
 
     async def admit(self, lease: str, claims: Sequence[Claim]) -> Admission:
+        # One pass checks every claim and notes what admitting it would write; a second pass
+        # applies those writes only if every claim passed. This runs for every request, so the
+        # common case (a rate) is checked inline rather than through calls and returned tuples.
         now = self.clock() - self._origin
-        standings = tuple(self._check(lease, claim, now) for claim in claims)
-        if not all(s.ok for s in standings):
-            return Admission(False, standings)
-        for claim, standing in zip(claims, standings, strict=True):
-            key = claim.key
+        tats = self._tat
+        standings: list[Standing] = []
+        writes: list[Any] = []  # per claim: a rate's new arrival time, a quota's period, None for a slot
+        admitted = True
+        for claim in claims:
             if isinstance(claim, Rate):
-                self._tat[key] = max(self._tat.get(key, now), now) + claim.amount * claim.window / claim.limit
+                rate = claim
+                window = rate.window
+                interval = window / rate.limit  # seconds one unit takes to come back
+                tat = tats.get(rate.key, now)
+                if tat < now:
+                    tat = now
+                after = tat + rate.amount * interval
+                if after - now <= window + _EPSILON:
+                    left = math.floor((window - (after - now)) / interval + _UNIT_SLACK)
+                    standing = Standing(rate, True, left if left > 0 else 0, 0, after - now)
+                else:
+                    standing = self._rate_refusal(rate, now, tat, after, interval)
+                writes.append(after)
             elif isinstance(claim, Slots):
-                self._slots.setdefault(key, set()).add(lease)
+                standing = self._check_slots(lease, claim, True)
+                writes.append(None)
             else:
-                assert standing.period is not None
-                self._ledger(key, standing.period).hold(lease, claim.amount)
-        return Admission(True, standings)
+                standing = self._check_quota(claim, now, True)
+                writes.append(standing.period)
+            if not standing.ok:
+                admitted = False
+            standings.append(standing)
+        if admitted:
+            for claim, write in zip(claims, writes, strict=True):
+                if isinstance(claim, Rate):
+                    tats[claim.key] = write
+                elif isinstance(claim, Slots):
+                    holders = self._slots.get(claim.key)
+                    if holders is None:
+                        holders = self._slots[claim.key] = set()
+                    holders.add(lease)
+                else:
+                    self._ledger(claim.key, write).hold(lease, claim.amount)
+        return Admission(admitted, tuple(standings))
 
     async def reconcile(self, lease: str, settlements: Sequence[Settlement]) -> None:
         now = self.clock() - self._origin
         for settlement in settlements:
             claim = settlement.claim
-            key = claim.key
             if isinstance(claim, Rate):
-                self._adjust(key, claim, settlement.actual - claim.amount, now)
+                self._adjust(claim.key, claim, settlement.actual - claim.amount, now)
             elif isinstance(claim, Slots):
-                self._free(key, lease)
+                self._free(claim.key, lease)
             else:
-                ledger = self._ledgers.get(key)
+                ledger = self._ledgers.get(claim.key)
                 # A lease is settled in the period it was admitted in; if that period is over,
                 # its ledger is gone with it and nobody reads it again.
                 if ledger is not None and ledger.period == settlement.period and ledger.drop(lease):
@@ -219,34 +250,42 @@ class MemoryLimitStore:
     async def release(self, lease: str, claims: Sequence[Claim], periods: Sequence[str | None]) -> None:
         now = self.clock() - self._origin
         for claim, period in zip(claims, periods, strict=True):
-            key = claim.key
             if isinstance(claim, Rate):
                 if claim.refundable:
-                    self._adjust(key, claim, -claim.amount, now)
+                    self._adjust(claim.key, claim, -claim.amount, now)
             elif isinstance(claim, Slots):
-                self._free(key, lease)
+                self._free(claim.key, lease)
             else:
-                ledger = self._ledgers.get(key)
+                ledger = self._ledgers.get(claim.key)
                 if ledger is not None and ledger.period == period:
                     ledger.drop(lease)
 
     async def inspect(self, claims: Sequence[Claim]) -> tuple[Standing, ...]:
         now = self.clock() - self._origin
-        return tuple(self._check(None, claim, now, reserve=False) for claim in claims)
+        return tuple(self._check(None, claim, now) for claim in claims)
 
     # -- one claim -------------------------------------------------------------------------
 
-    def _check(self, lease: str | None, claim: Claim, now: float, *, reserve: bool = True) -> Standing:
-        key = claim.key
+    def _check(self, lease: str | None, claim: Claim, now: float) -> Standing:
+        """A claim's standing without reserving anything."""
         if isinstance(claim, Rate):
-            return self._check_rate(key, claim, now, claim.amount if reserve else 0)
+            return self._check_rate(claim.key, claim, now, 0)
         if isinstance(claim, Slots):
-            holders = self._slots.get(key, set())
-            taken = len(holders) + (1 if reserve and lease not in holders else 0)
-            ok = taken <= claim.limit
-            return Standing(claim, ok, max(claim.limit - taken, 0) if ok else 0)
+            return self._check_slots(lease, claim, False)
+        return self._check_quota(claim, now, False)
+
+    def _check_slots(self, lease: str | None, claim: Slots, reserve: bool) -> Standing:
+        holders = self._slots.get(claim.key)
+        taken = len(holders) if holders is not None else 0
+        if reserve and (holders is None or lease not in holders):
+            taken += 1
+        ok = taken <= claim.limit
+        return Standing(claim, ok, max(claim.limit - taken, 0) if ok else 0)
+
+    def _check_quota(self, claim: Quota, now: float, reserve: bool) -> Standing:
+        """Without `reserve` it only looks: nothing is counted, and a used-up quota is still "ok"."""
         period, ends = self._period(claim.period, now)
-        ledger = self._ledgers.get(key)
+        ledger = self._ledgers.get(claim.key)
         committed, held = (ledger.committed, ledger.held) if ledger is not None and ledger.period == period else (0, 0)
         amount = claim.amount if reserve else 0
         used = committed + held
@@ -266,12 +305,20 @@ class MemoryLimitStore:
         return current
 
     def _check_rate(self, key: str, claim: Rate, now: float, amount: int) -> Standing:
-        interval = claim.window / claim.limit  # seconds one unit takes to come back
+        """A rate's standing were `amount` more admitted now (`admit` has this inline)."""
+        interval = claim.window / claim.limit
         tat = max(self._tat.get(key, now), now)
         after = tat + amount * interval
         if after - now <= claim.window + _EPSILON:
             remaining = math.floor((claim.window - (after - now)) / interval + _UNIT_SLACK)
             return Standing(claim, True, max(remaining, 0), reset_after=after - now)
+        return self._rate_refusal(claim, now, tat, after, interval, amount)
+
+    @staticmethod
+    def _rate_refusal(
+        claim: Rate, now: float, tat: float, after: float, interval: float, amount: int | None = None
+    ) -> Standing:
+        amount = claim.amount if amount is None else amount
         # More than the whole limit can never pass; otherwise it passes once enough has come back.
         retry = None if amount > claim.limit else after - claim.window - now
         remaining = math.floor((claim.window - (tat - now)) / interval + _UNIT_SLACK)

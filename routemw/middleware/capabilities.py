@@ -9,6 +9,12 @@ into range. What is dropped or clamped is disclosed in `x-routemw-dropped-params
 gets a 400 `unsupported_parameter` naming the field, the model and what is missing.
 
 The policy comes from the caller's key, else the model, else the config's `params`.
+
+A request from another door (`call.request.native`) is checked only against the targets that
+must translate it. A target that speaks the door's protocol gets the client's own request, so
+its upstream is the judge of it, exactly as if the client had called it directly; the canonical
+translation is not what it would receive. A translating target is refused for the fields the
+translation could not carry (`native.untranslatable`).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from ..accounts import ANONYMOUS, Account
 from ..capabilities import LIMITS, Need, needs
 from ..config.schema import UnsupportedPolicy
 from ..errors import InvalidRequestError, echo
+from ..native import passes_through
 from ..pipeline import Call, Handler
 from ..providers.base import Target
 from ..reply import Reply
@@ -130,11 +137,22 @@ class CapabilityMiddleware:
         account: Account = call.account if call.account is not None else ANONYMOUS
         request_needs = needs(call.request)
         body = call.request.body
+        native = call.request.native
         kept: list[Target] = []
         refusals: list[Refusal] = []
         for target in call.candidates:
             policy = account.unsupported_params or self.model_policies.get(target.public_model) or self.policy
-            verdict = assess(target, request_needs, body, policy)
+            verdict: Target | Refusal
+            if native is None:
+                verdict = assess(target, request_needs, body, policy)
+            elif passes_through(target.provider, native):
+                verdict = target
+            elif native.untranslatable:
+                verdict = Refusal(
+                    native.untranslatable[0], f"route {target.key} cannot express it outside {native.protocol}"
+                )
+            else:
+                verdict = assess(target, request_needs, body, policy)
             if isinstance(verdict, Refusal):
                 refusals.append(verdict)
                 call.skipped.append((target, verdict.reason))

@@ -99,10 +99,10 @@ class FallbackMiddleware:
                 break
             # Health is asked only when this target's turn comes: asking up front would claim
             # the half-open probe of targets that an earlier one makes unnecessary.
-            until = await self._cooling_until(target)
-            if until is not None:
-                call.skipped.append((target, f"cooling down for {max(until - self.clock(), 0):.1f}s"))
-                cooling.append((until, index, target))
+            cooling_for = await self._cooling_for(target)
+            if cooling_for is not None:
+                call.skipped.append((target, f"cooling down for {max(cooling_for, 0):.1f}s"))
+                cooling.append((cooling_for, index, target))
                 passed.append((index, "cooldown"))
                 continue
             # Route limits: a route at its own rpm/tpm is skipped like a cooling one.
@@ -149,7 +149,7 @@ class FallbackMiddleware:
             raise last_error
         raise AllTargetsFailedError(call.request.model, call.attempts, deadline_passed=deadline_passed)
 
-    async def _cooling_until(self, target: Target) -> float | None:
+    async def _cooling_for(self, target: Target) -> float | None:
         if self.health is None:
             return None
         return await self.health.check(target.key)
@@ -186,7 +186,7 @@ class FallbackMiddleware:
 def _disclose(
     call: Call, target: Target, index: int, passed: Sequence[tuple[int, str]], failure: UpstreamError | None
 ) -> None:
-    """The headers that say whose answer this is and how routing got there (README: Retries).
+    """The headers that say whose answer this is and how routing got there (docs/failures.md).
 
     Every candidate ahead of `target` was passed over: it failed, was cooling, was at its own rate
     limit, or was left out by the capability check (those never reach this loop, so they are

@@ -40,7 +40,9 @@ class StreamUsageMiddleware:
             return await next(call)
         options = request.body.get("stream_options")
         extra = dict(options) if isinstance(options, dict) else {}
-        call.request = ChatRequest(body={**request.body, "stream_options": {**extra, "include_usage": True}})
+        # `native` stays: a door's passthrough target must still get the client's own request.
+        body = {**request.body, "stream_options": {**extra, "include_usage": True}}
+        call.request = ChatRequest(body=body, native=request.native)
         try:
             reply = await next(call)
         finally:

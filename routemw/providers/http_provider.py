@@ -51,7 +51,7 @@ class HTTPProvider:
         self._extensions: dict[str, Any] = {
             "timeout": dict.fromkeys(("connect", "read", "write", "pool"), config.timeout)
         }
-        self._templates: dict[tuple[int, bool], tuple[httpx.URL, RequestTemplate]] = {}
+        self._templates: dict[tuple[int, bool, tuple[tuple[str, str], ...]], tuple[httpx.URL, RequestTemplate]] = {}
 
     @property
     def name(self) -> str:
@@ -65,14 +65,21 @@ class HTTPProvider:
     def transport(self) -> httpx.AsyncBaseTransport | None:
         return None
 
-    def post(self, url: httpx.URL, stream: bool, body: bytes) -> httpx.Request:
+    def post(self, url: httpx.URL, stream: bool, body: bytes, extra: tuple[tuple[str, str], ...] = ()) -> httpx.Request:
+        """A POST of `body`; `extra` headers (a few distinct sets, such as a client's protocol
+        version) replace the provider's own of the same name and get templates of their own."""
         # The cached pair holds `url`, so its id cannot be reused by another object meanwhile.
-        cached = self._templates.get((id(url), stream))
+        key = (id(url), stream, extra)
+        cached = self._templates.get(key)
         if cached is None or cached[0] is not url:
             if len(self._templates) >= _TEMPLATE_LIMIT:
                 self._templates.clear()  # an adapter making a URL per request just stops caching
             headers = self._sse_headers if stream else self._json_headers
-            cached = self._templates[(id(url), stream)] = (url, RequestTemplate(url, headers, self._extensions))
+            if extra:
+                headers = httpx.Headers(headers)
+                for name, value in extra:
+                    headers[name] = value
+            cached = self._templates[key] = (url, RequestTemplate(url, headers, self._extensions))
         return cached[1].build(body)
 
     def error_from_exception(self, exc: Exception) -> UpstreamError:

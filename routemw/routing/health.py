@@ -8,7 +8,9 @@ request probes it while the others keep skipping it; the probe's success closes 
 its failure opens it again, longer.
 
 The state sits behind `HealthStore`, a small async interface, so a multi-instance deployment can
-share it (a Redis implementation with atomic scripts fits the same three calls).
+share it (`routemw.state.RedisHealth` implements the same three calls with atomic scripts).
+`check` answers in seconds from now, never with a clock reading: a time taken on one host's
+clock means nothing on another's, so each store keeps its own clock to itself.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ __all__ = ["HealthStore", "MemoryHealth"]
 
 class HealthStore(Protocol):
     async def check(self, key: str) -> float | None:
-        """None if the target may be tried now (claiming the probe when half-open), else when it may."""
+        """None if the target may be tried now (claiming the probe when half-open), else seconds until it may."""
 
     async def success(self, key: str) -> None: ...
 
@@ -66,9 +68,9 @@ class MemoryHealth:
             return None
         now = self.clock()
         if now < state.until:
-            return state.until
+            return state.until - now
         if now < state.probe_until:
-            return state.probe_until  # someone else is probing; wait for their verdict
+            return state.probe_until - now  # someone else is probing; wait for their verdict
         state.probe_until = now + self.probe_timeout
         return None
 

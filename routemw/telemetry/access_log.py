@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import os
 import queue
 import sys
 import threading
@@ -40,6 +41,7 @@ __all__ = [
     "AccessWriter",
     "JsonFormatter",
     "configure_logging",
+    "stop_access_log",
 ]
 
 ACCESS_LOGGER: Final = "routemw.access"
@@ -165,9 +167,19 @@ class AccessWriter(logging.Handler):
         self.stream = stream
         self.json = json
         self.interval = interval
+        self._start()
+
+    def _start(self) -> None:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="routemw-access-log", daemon=True)
         self._thread.start()
+
+    def restart(self) -> None:
+        """A fresh queue and thread, in a forked child (granian's workers): no thread survives a fork.
+
+        What the parent had queued is the parent's to write, so the child starts empty.
+        """
+        self._start()
 
     def put(self, fields: Mapping[str, Any]) -> None:
         self._queue.put(fields)
@@ -258,7 +270,7 @@ def configure_logging(
     access_logger = logging.getLogger(ACCESS_LOGGER)
     access_logger.propagate = False
     access_logger.handlers.clear()
-    _stop_writer()
+    stop_access_log()
     if not access:
         access_logger.setLevel(logging.CRITICAL + 1)
         return
@@ -266,12 +278,24 @@ def configure_logging(
     _writer = AccessWriter(stream if stream is not None else sys.stdout, json=log_format == "json")
     _writer.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter("%(message)s"))
     access_logger.addHandler(_writer)
-    atexit.register(_stop_writer)
+    atexit.register(stop_access_log)
 
 
-def _stop_writer() -> None:
-    """Write out what is queued (at exit)."""
+def stop_access_log() -> None:
+    """Write out what is queued and end the writer thread (at exit, or as a worker process ends).
+
+    A process forked by multiprocessing ends with `os._exit`, which runs no `atexit` handler, so
+    the worker functions of `routemw serve` call this themselves.
+    """
     global _writer
     if _writer is not None:
         _writer.stop()
         _writer = None
+
+
+def _after_fork() -> None:
+    if _writer is not None:
+        _writer.restart()
+
+
+os.register_at_fork(after_in_child=_after_fork)

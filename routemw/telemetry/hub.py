@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from ..config import GatewayConfig
     from ..pipeline import Call
     from ..routing import Catalog
+    from ..state import RedisGuard
 
 __all__ = ["GENAI_PROVIDER_NAMES", "Telemetry"]
 
@@ -63,7 +64,7 @@ class _Exchange:
         self.request_id: str | None = None
 
 
-_EXCHANGE: contextvars.ContextVar[_Exchange | None] = contextvars.ContextVar("routemw_exchange", default=None)
+_EXCHANGE: contextvars.ContextVar[_Exchange | None] = contextvars.ContextVar("routemw.exchange", default=None)
 
 
 class Telemetry:
@@ -79,8 +80,10 @@ class Telemetry:
         closing: Callable[[], bool],
         cooling_for: Callable[[str], float | None] | None = None,
         access_log: bool = False,
+        state_guard: RedisGuard | None = None,
     ) -> None:
-        """`provider_types` maps each provider's config name to its adapter type."""
+        """`provider_types` maps each provider's config name to its adapter type; `state_guard`
+        (with `state.redis`) counts the shared-state failures `routemw_state_errors_total` shows."""
         genai = {name: GENAI_PROVIDER_NAMES.get(kind, kind) for name, kind in provider_types.items()}
         self.access: AccessLog | None = AccessLog() if access_log else None
         self.metrics: PrometheusMetrics | None = None
@@ -91,6 +94,7 @@ class Telemetry:
                 accounts=accounts,
                 genai_providers=genai,
                 cooling_for=cooling_for,
+                state_guard=state_guard,
             )
         self.tracing = Tracing.create(genai)
         self.readiness = Readiness(closing)

@@ -32,6 +32,7 @@ from ..usage import UsageRecord
 
 if TYPE_CHECKING:
     from ..errors import Attempt
+    from ..state import RedisGuard
 
 __all__ = ["DURATION_BUCKETS", "LIMIT_KINDS", "TOKEN_BUCKETS", "TTFT_BUCKETS", "PrometheusMetrics"]
 
@@ -55,9 +56,11 @@ class PrometheusMetrics:
         accounts: Iterable[str],
         genai_providers: Mapping[str, str],
         cooling_for: Callable[[str], float | None] | None = None,
+        state_guard: RedisGuard | None = None,
     ) -> None:
         """`targets` are (provider, upstream model) pairs, `genai_providers` maps a provider's
-        config name to its `gen_ai.provider.name`; `cooling_for(target key)` peeks at health."""
+        config name to its `gen_ai.provider.name`; `cooling_for(target key)` peeks at health;
+        `state_guard` counts the Redis operations that failed (`routemw_state_errors_total`)."""
         try:
             import prometheus_client as prom
         except ImportError as exc:  # pragma: no cover - the test extra installs it
@@ -71,6 +74,8 @@ class PrometheusMetrics:
         self._accounts = frozenset(accounts)
         self._genai = dict(genai_providers)
         self._cooling_for = cooling_for
+        self._guard = state_guard
+        self._state_errors_seen = 0  # the guard's failure count already added to the counter
         self._cooling: set[tuple[str, str]] = set()  # targets whose gauge is at 1
         self._children: dict[tuple[Any, ...], Any] = {}
         reg = self.registry
@@ -195,6 +200,20 @@ class PrometheusMetrics:
                 self._set_cooling(pair, False)  # it answered: its probe closed the circuit
         if failed or skipped:
             self._refresh_cooling(attempts, skipped)
+        if self._guard is not None:
+            self._count_state_errors(self._guard)
+
+    def _count_state_errors(self, guard: RedisGuard) -> None:
+        """Bring `routemw_state_errors_total` up to the guard's count of failed Redis operations.
+
+        The guard counts on its own (it knows nothing of metrics); this catches up with it when
+        a request ends and before a scrape. A failure happens during some request, so a scrape
+        after that request's answer includes it.
+        """
+        failures = guard.failures
+        if failures != self._state_errors_seen:
+            self.state_errors.inc(failures - self._state_errors_seen)
+            self._state_errors_seen = failures
 
     def _set_cooling(self, pair: tuple[str, str], cooling: bool) -> None:
         self._child(self.cooling, *pair).set(1 if cooling else 0)
@@ -213,7 +232,9 @@ class PrometheusMetrics:
                 self._set_cooling(pair, True)  # a store that cannot be peeked at: what requests saw
 
     def refresh(self) -> None:
-        """Bring every route's cooling gauge up to date (before a scrape)."""
+        """Bring every route's cooling gauge and the state error count up to date (before a scrape)."""
+        if self._guard is not None:
+            self._count_state_errors(self._guard)
         if self._cooling_for is None:
             return
         for pair in self._targets:

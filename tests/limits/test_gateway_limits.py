@@ -445,3 +445,41 @@ async def test_upstream_error_json_keeps_no_reservation_for_a_completion_without
     gateway = build(FakeOpenAI(steps=[answer_json(body)]), document(LIMITS), limits=clock_store)
     await drive(gateway, json=CHAT, headers=AUTH)
     await assert_settled(gateway, tokens_used=await _reserved_tokens(gateway, CHAT))
+
+
+# -- a single route decided with the key, spend tracked for every key --------------------------
+
+
+async def test_a_lone_route_at_its_limit_takes_nothing_from_the_key(clock_store: MemoryLimitStore) -> None:
+    # With one candidate the route is decided in the key's own atomic step: its refusal must not
+    # leave the key's request counted, and it still answers like the fallback loop would.
+    up = FakeOpenAI()
+    routes = [{"provider": "up", "model": "gpt-4o", "limits": {"rpm": 1}}]
+    gateway = build(up, document(LIMITS, routes=routes), limits=clock_store)
+    assert (await drive(gateway, json=CHAT, headers=AUTH)).status == 200
+    refused = await drive(gateway, json=CHAT, headers=AUTH)
+    assert refused.status == 429
+    assert refused.header("retry-after") == "60"
+    assert "Every route of model 'gpt-4o' is at its rate limit" in refused.json()["error"]["message"]
+    assert len(up.requests) == 1
+    rpm = await standing(gateway, Rate("acct:team-a", "rpm", 100, 0))
+    assert rpm.remaining == 99, "the refused request was counted against the key"
+    await assert_settled(gateway, tokens_used=RECORDED_USAGE)
+
+
+async def test_a_key_without_a_budget_still_reports_what_it_spent(clock_store: MemoryLimitStore) -> None:
+    gateway = build(FakeOpenAI(), document({"rpm": 100}), limits=clock_store)
+    for _ in range(2):
+        assert (await drive(gateway, json=CHAT, headers=AUTH)).status == 200
+    data = (await drive(gateway, method="GET", path="/v1/key", headers=AUTH)).json()["data"]
+    assert data["usage"] == pytest.approx(2 * (14 * 2.5 + 37 * 10) / 1e6)
+    assert data["usage_period"] == "month"
+    assert data["limit"] is None and data["limit_remaining"] is None and data["limit_reset"] is None
+
+
+async def test_without_any_limits_spend_is_not_tracked(clock_store: MemoryLimitStore) -> None:
+    gateway = build(FakeOpenAI(), document(), limits=clock_store)
+    assert not any(isinstance(m, LimitMiddleware) for m in gateway.middleware)
+    assert (await drive(gateway, json=CHAT, headers=AUTH)).status == 200
+    data = (await drive(gateway, method="GET", path="/v1/key", headers=AUTH)).json()["data"]
+    assert data["usage"] is None and data["usage_period"] is None

@@ -19,6 +19,9 @@ AUTH = [("authorization", f"Bearer {KEY}")]
 QUESTION = "What's the weather like in SF?"
 CHAT: dict[str, Any] = {"model": "gpt-4o", "messages": [{"role": "user", "content": QUESTION}]}
 STREAM_CHAT: dict[str, Any] = {**CHAT, "stream": True}
+# The same question through the Anthropic Messages door, as an Anthropic client sends it.
+MESSAGES: dict[str, Any] = {"model": "gpt-4o", "max_tokens": 256, "messages": [{"role": "user", "content": QUESTION}]}
+MESSAGES_AUTH = [("x-api-key", KEY), ("anthropic-version", "2023-06-01")]
 
 
 def document(*, limits: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -10,7 +10,18 @@ import anyio
 import orjson
 import pytest
 from fakes import API_KEY, AsgiDriver, FakeOpenAI, answer_error, answer_sse, drive, recording, wait_for
-from telemetry_fixtures import AUTH, CHAT, KEY, QUESTION, STREAM_CHAT, AccessCatcher, build, document
+from telemetry_fixtures import (
+    AUTH,
+    CHAT,
+    KEY,
+    MESSAGES,
+    MESSAGES_AUTH,
+    QUESTION,
+    STREAM_CHAT,
+    AccessCatcher,
+    build,
+    document,
+)
 
 from routemw.telemetry import ACCESS_FIELDS
 from routemw.telemetry.access_log import AccessLine
@@ -44,6 +55,38 @@ async def test_a_success_is_one_line_with_exactly_the_documented_fields(access: 
         "request_id": answer.header("x-request-id"),
         "method": "POST",
         "path": "/v1/chat/completions",
+        "status": 200,
+        "error_code": None,
+        "account": "team-a",
+        "model": "gpt-4o",
+        "provider": "up",
+        "upstream_model": "gpt-4o",
+        "attempts": 1,
+        "fallbacks": 0,
+        "stream": False,
+        "prompt_tokens": 14,
+        "cached_tokens": 0,
+        "completion_tokens": 37,
+        "cost_usd": pytest.approx(GPT_4O_COST),
+        "ttft_ms": None,
+        "latency_ms": None,
+    }
+    no_secrets_or_content(access)
+
+
+async def test_a_request_through_the_messages_door_is_one_line_with_its_path(access: AccessCatcher) -> None:
+    up = FakeOpenAI()
+    gateway = build(up, access_log=True)
+    answer = await drive(gateway, path="/v1/messages", json=MESSAGES, headers=MESSAGES_AUTH)
+
+    assert answer.status == 200 and orjson.loads(answer.body)["type"] == "message"
+    (entry,) = access.entries()
+    assert list(entry) == list(ACCESS_FIELDS)
+    assert timing(entry) == {
+        "time": None,
+        "request_id": answer.header("x-request-id"),
+        "method": "POST",
+        "path": "/v1/messages",
         "status": 200,
         "error_code": None,
         "account": "team-a",

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from telemetry_fixtures import AUTH, CHAT, QUESTION, STREAM_CHAT, build, document
+from telemetry_fixtures import AUTH, CHAT, MESSAGES, MESSAGES_AUTH, QUESTION, STREAM_CHAT, build, document
 
 from routemw.telemetry.tracing import CAPTURE_CONTENT_VARIABLE
 
@@ -94,6 +94,31 @@ async def test_one_server_span_under_the_callers_trace_and_a_client_span_whose_c
         "routemw.outcome": "answered",
     }
     assert client.status.status_code is StatusCode.UNSET
+
+
+async def test_a_request_through_the_messages_door_has_its_server_span_named_for_its_route(
+    spans: InMemorySpanExporter,
+) -> None:
+    up = FakeOpenAI()
+    answer = await drive(build(up), path="/v1/messages", json=MESSAGES, headers=[*MESSAGES_AUTH, *TRACEPARENT])
+
+    assert answer.status == 200
+    server, (client,) = by_kind(spans)
+    assert server.name == "POST /v1/messages"
+    assert server.parent is not None and f"{server.parent.span_id:016x}" == PARENT_ID
+    assert client.parent is not None and server.context is not None and client.context is not None
+    assert client.parent.span_id == server.context.span_id
+    server_attributes = attributes(server)
+    assert {k: server_attributes[k] for k in ("http.route", "url.path", "gen_ai.operation.name")} == {
+        "http.route": "/v1/messages",
+        "url.path": "/v1/messages",
+        "gen_ai.operation.name": "chat",  # the conventions' name for Anthropic's Messages API too
+    }
+    assert server_attributes["routemw.request_id"] == answer.header("x-request-id")
+    assert server_attributes["gen_ai.usage.input_tokens"] == 14
+    assert client.name == "chat gpt-4o" and attributes(client)["routemw.outcome"] == "answered"
+    (sent,) = up.requests
+    assert sent.headers["traceparent"].split("-")[2] == f"{client.context.span_id:016x}"
 
 
 async def test_retries_and_fallbacks_are_sibling_client_spans(spans: InMemorySpanExporter) -> None:

@@ -30,6 +30,10 @@ families and the non-streaming answer. Decisions taken here:
   text, split by citations); tool inputs become compact JSON arguments. Server-tool blocks and
   every other type without an OpenAI form are left out, and a malformed block the client would
   see is an invalid upstream response: the same rules as the stream's (see `stream`).
+- A request that came through the Messages door (`request.native`, protocol `anthropic`) is not
+  translated at all: `passthrough` sends the client's own body and hands back the upstream's
+  own answer beside its OpenAI reading. `/v1/messages/count_tokens` is asked of the same
+  upstream through `count_tokens_request`.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from ...chat import ChatRequest
 from ...config import ProviderConfig
 from ...errors import ConfigError, UpstreamError
 from ...http.sse import ServerSentEvent
+from ...native import NativeRequest, passes_through
 from ...reply import Chunk, Completion
 from ..base import StreamTranslator, Target
 from ..chunks import completion
@@ -55,6 +60,7 @@ from ..classify import invalid_response, json_or_none
 from ..http_provider import HTTPProvider
 from ..sse_translator import SSETranslator
 from .errors import anthropic_error
+from .passthrough import NativeStream, forwarded_headers, message_with_model, native_body
 from .request import JSON_TOOL, anthropic_body, effective_body, uses_json_tool
 from .stream import AnthropicStream, finish_reason, openai_usage
 
@@ -149,15 +155,22 @@ def claude_family(model: str) -> ClaudeFamily:
 class AnthropicProvider(HTTPProvider):
     """Adapter for `type: anthropic`: Anthropic's Messages API and servers that speak it."""
 
+    native_protocol: Final = "anthropic"  # requests from the Messages door pass through
+
     def __init__(self, config: ProviderConfig) -> None:
         base_url = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
-        self._url = httpx.URL(base_url + ("/messages" if base_url.endswith("/v1") else "/v1/messages"))
+        root = base_url if base_url.endswith("/v1") else base_url + "/v1"
+        self._url = httpx.URL(root + "/messages")
+        self._count_url = httpx.URL(root + "/messages/count_tokens")
         options = _Options.parse(config)
         self._max_tokens = options.max_tokens
+        self._beta = tuple(options.beta)
         headers = {"anthropic-version": options.version}
         if options.beta:
             headers["anthropic-beta"] = ",".join(options.beta)
-        headers.update({k.lower(): v for k, v in config.headers.items()})  # the operator's word wins
+        operator = {k.lower(): v for k, v in config.headers.items()}
+        self._fixed_headers = frozenset(operator)  # a client's protocol headers never replace these
+        headers.update(operator)  # the operator's word wins
         if config.api_key:
             headers["x-api-key"] = config.api_key
         super().__init__(config, headers)
@@ -176,7 +189,17 @@ class AnthropicProvider(HTTPProvider):
         )
 
     def build_request(self, request: ChatRequest, target: Target) -> httpx.Request:
+        native = request.native
+        if native is not None and passes_through(self, native):
+            return self._native_post(self._url, request.stream, native_body(native, target), native)
         return self.post(self._url, request.stream, orjson.dumps(self.native_body(request, target)))
+
+    def count_tokens_request(self, native: NativeRequest, target: Target) -> httpx.Request:
+        """Anthropic's own token count for a `count_tokens` body from the Messages door."""
+        return self._native_post(self._count_url, False, native_body(native, target), native)
+
+    def _native_post(self, url: httpx.URL, stream: bool, body: bytes, native: NativeRequest) -> httpx.Request:
+        return self.post(url, stream, body, forwarded_headers(native, self._beta, self._fixed_headers))
 
     def native_body(self, request: ChatRequest, target: Target) -> dict[str, Any]:
         """The Messages API body `build_request` sends."""
@@ -191,13 +214,29 @@ class AnthropicProvider(HTTPProvider):
         data = json_or_none(body)
         if not isinstance(data, dict) or data.get("type") != "message" or not isinstance(data.get("content"), list):
             raise invalid_response(self._name, "a response that is not a message")
-        json_tool = JSON_TOOL if uses_json_tool(effective_body(request, target)) else None
+        # A passthrough client sees the blocks as they are, so it is owed the same check.
         malformed = _malformed_block(data["content"])
         if malformed is not None:
             raise invalid_response(self._name, malformed)
+        if passes_through(self, request.native):
+            # The upstream's own bytes, naming its own model like `data` does; the dispatcher
+            # asks `completion_with_model` for the public name (`response_model`).
+            return Completion(data=_completion(data, target.model, None), native=body)
+        json_tool = JSON_TOOL if uses_json_tool(effective_body(request, target)) else None
         return Completion(data=_completion(data, target.model, json_tool))
 
+    def completion_with_model(self, completion: Completion, model: str) -> Completion:
+        """`completion` reporting `model`, its passthrough bytes included (the dispatcher's hook
+        for `response_model`, which would otherwise drop them with `Completion.replace`)."""
+        if completion.native is None:
+            return completion.replace({**completion.data, "model": model})
+        native = message_with_model(completion.native, completion.data.get("model"), model)
+        return Completion({**completion.data, "model": model}, headers=completion.headers, native=native)
+
     def stream_translator(self, request: ChatRequest, target: Target) -> StreamTranslator:
+        if passes_through(self, request.native):
+            machine = AnthropicStream(self._name, target.model, include_usage=request.include_usage)
+            return NativeStream(machine)
         json_tool = JSON_TOOL if uses_json_tool(effective_body(request, target)) else None
         return _Translator(
             AnthropicStream(self._name, target.model, include_usage=request.include_usage, json_tool=json_tool)
@@ -213,6 +252,10 @@ class _Translator(SSETranslator):
     def __init__(self, machine: AnthropicStream) -> None:
         super().__init__()
         self._machine = machine
+
+    def report_model(self, model: str) -> None:
+        """Chunks say `model` as they are made (the dispatcher's hook for `response_model`)."""
+        self._machine.report_model(model)
 
     def event(self, event: ServerSentEvent) -> list[Chunk]:
         chunks = self._machine.feed(event)

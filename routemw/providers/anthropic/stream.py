@@ -101,6 +101,7 @@ class AnthropicStream:
         "_json_tool",
         "_model",
         "_provider",
+        "_reported",
         "_stop",
         "_tools",
         "_usage",
@@ -111,6 +112,7 @@ class AnthropicStream:
     def __init__(self, provider: str, model: str, *, include_usage: bool, json_tool: str | None = None) -> None:
         self._provider = provider
         self._model = model
+        self._reported: str | None = None  # the name every chunk reports, when told one
         self._include_usage = include_usage
         self._json_tool = json_tool
         self._writer: ChunkWriter | None = None
@@ -128,6 +130,10 @@ class AnthropicStream:
         handler = _HANDLERS.get(kind) if isinstance(kind, str) else None
         return handler(self, payload) if handler is not None else []  # ping and unknown events
 
+    def report_model(self, model: str) -> None:
+        """Make every chunk say `model`, whatever the upstream's `message_start` names."""
+        self._reported = model
+
     def close(self) -> list[Chunk]:
         """End of input: the usage chunk if it is still owed, or the truncation error."""
         return [] if self.done else self._end()
@@ -135,7 +141,7 @@ class AnthropicStream:
     @property
     def writer(self) -> ChunkWriter:
         if self._writer is None:  # content before message_start: a lenient compatible server
-            self._writer = ChunkWriter(self._model, include_usage=self._include_usage)
+            self._writer = ChunkWriter(self._reported or self._model, include_usage=self._include_usage)
         return self._writer
 
     def _payload(self, data: bytes) -> dict[str, Any]:
@@ -165,7 +171,7 @@ class AnthropicStream:
     def _message_start(self, payload: dict[str, Any]) -> list[Chunk]:
         message = payload.get("message")
         message = message if isinstance(message, dict) else {}
-        model = _text(message.get("model")) or self._model
+        model = self._reported or _text(message.get("model")) or self._model
         message_id = _text(message.get("id"))
         self._writer = self._writer or ChunkWriter(model, id=message_id, include_usage=self._include_usage)
         self._merge_usage(message.get("usage"))

@@ -1,0 +1,10 @@
+"""State shared between gateway processes through Redis (`state.redis`).
+
+Importing this package does not import redis; only opening a client does (`redis_client`).
+"""
+
+from .client import ping, redis_client
+from .guard import RedisGuard
+from .health import RedisHealth
+
+__all__ = ["RedisGuard", "RedisHealth", "ping", "redis_client"]
