@@ -96,6 +96,9 @@ class Tracing:
 
     def end_server(self, span: Any, token: Any, status: int | None, record: UsageRecord | None) -> None:
         self._context.detach(token)
+        if not span.is_recording():  # sampled out: its attributes would be dropped one by one
+            span.end()
+            return
         attributes: dict[str, Any] = {}
         if status is not None:
             attributes["http.response.status_code"] = status
@@ -128,10 +131,18 @@ class Tracing:
             "gen_ai.request.model": target.model,
             "routemw.provider": target.provider.name,
         }
-        if self.capture_content:
-            attributes["gen_ai.input.messages"] = orjson.dumps(call.request.body.get("messages")).decode()
         span = self._tracer.start_span(f"chat {target.model}", kind=self._client, attributes=attributes)
         token = self._context.attach(self._trace.set_span_in_context(span))
+        if not span.is_recording():
+            # Sampled out: the span is only a context to send upstream (with its not-sampled
+            # flag), so no attributes are gathered and a stream is not watched chunk by chunk.
+            try:
+                return await run(call, target)
+            finally:
+                self._context.detach(token)
+                span.end()
+        if self.capture_content:
+            span.set_attribute("gen_ai.input.messages", orjson.dumps(call.request.body.get("messages")).decode())
         try:
             reply = await run(call, target)
         except BaseException as exc:
@@ -159,11 +170,14 @@ class Tracing:
     def inject(self, request: httpx.Request) -> None:
         """Write the current (CLIENT) span's context into `request` and note where it goes."""
         self._propagate.inject(request.headers)
+        span = self._trace.get_current_span()
+        if not span.is_recording():
+            return
         url = request.url
         where: dict[str, Any] = {"server.address": url.host}
         if url.port is not None:
             where["server.port"] = url.port
-        self._trace.get_current_span().set_attributes(where)
+        span.set_attributes(where)
 
     def _answered(self, span: Any, data: Mapping[str, Any]) -> None:
         attributes: dict[str, Any] = {"routemw.outcome": "answered"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import opentelemetry.propagate
 import opentelemetry.trace
 import orjson
 import pytest
@@ -221,3 +222,35 @@ async def test_a_client_that_leaves_mid_stream_still_ends_both_spans(spans: InMe
     assert "http.response.status_code" in attributes(server)
     assert attributes(server)["routemw.error_code"] == "client_disconnected"
     assert client.end_time is not None
+
+
+async def test_a_sampled_out_attempt_sends_its_context_upstream_and_leaves_the_stream_unwatched() -> None:
+    from types import SimpleNamespace
+
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    from routemw.reply import Stream
+    from routemw.telemetry.tracing import Tracing
+
+    async def no_batches() -> Any:
+        yield []
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing = Tracing(provider.get_tracer("test"), {"up": "openai"})
+    stream = Stream((), no_batches())
+    seen: list[str] = []
+
+    async def run(call: Any, target: Any) -> Stream:
+        carrier: dict[str, str] = {}
+        opentelemetry.propagate.inject(carrier)
+        seen.append(carrier["traceparent"])
+        return stream
+
+    target = SimpleNamespace(provider=SimpleNamespace(name="up"), model="gpt-4o")
+    reply = await tracing.attempt(SimpleNamespace(), target, run)  # type: ignore[arg-type]
+
+    assert reply is stream  # not wrapped: no per-chunk work for a span nobody records
+    assert int(seen[0].rsplit("-", 1)[1], 16) & 1 == 0  # the context goes upstream, its sampled flag clear
+    assert exporter.get_finished_spans() == ()
