@@ -22,6 +22,14 @@ alike, and results are reported as ratios within the run:
 - when `redis-server` is on PATH (and the redis package installed): a Redis of its own on a
   free loopback port, the same limits counted in it (`state.redis`), served by one process and
   by `--workers 2`, with the ratios "Redis limits / no limits" and "2 workers / 1 worker".
+- a routemw (on uvicorn) with all its telemetry on: the access log in JSON to a file, Prometheus
+  metrics, and an OpenTelemetry SDK tracer provider exporting to nothing (`traced_serve`), and
+  its JSON throughput as a ratio to routemw with all of it off;
+- with `--baseline DIR`, routemw (on uvicorn) served from another checkout too (`DIR` on
+  `PYTHONPATH`), to compare a change against the code before it within one run.
+
+`--scenario telemetry` runs only the targets the telemetry ratio needs (direct, the floor and
+routemw on uvicorn, routemw with telemetry, and the baseline if given).
 
 `--scenario streams` is the stream-scale run instead (`streams_scenario`): 2,000 concurrent
 slow streams, a quarter of the clients leaving mid-stream, on each server.
@@ -114,8 +122,10 @@ def raise_open_files() -> None:
 
 
 @contextmanager
-def started(processes: list[subprocess.Popen[bytes]], *command: str) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen(command, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL)
+def started(
+    processes: list[subprocess.Popen[bytes]], *command: str, stdout: Any = subprocess.DEVNULL, env: Any = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen(command, cwd=ROOT, start_new_session=True, stdout=stdout, env=env)
     processes.append(process)
     try:
         yield process
@@ -204,7 +214,13 @@ ROUTE_LIMITS = {"rpm": 10_000_000, "tpm": 10_000_000_000}
 
 
 def routemw_config(
-    upstream: int, port: int, anthropic: bool, *, limited: bool = False, redis: str | None = None
+    upstream: int,
+    port: int,
+    anthropic: bool,
+    *,
+    limited: bool = False,
+    redis: str | None = None,
+    metrics: bool = False,
 ) -> dict[str, Any]:
     providers: dict[str, Any] = {
         "up": {"type": "openai", "base_url": f"http://127.0.0.1:{upstream}/v1", "api_key": "sk-bench-upstream"}
@@ -227,6 +243,7 @@ def routemw_config(
         "models": models,
         "keys": [key],
         "auth": {"mode": "keys"},
+        **({"metrics": {"prometheus": True}} if metrics else {}),
     }
     if redis is not None:
         # A generous timeout: on a loaded 2-core machine a slow answer must not switch to local counting.
@@ -292,7 +309,7 @@ def servers_available() -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", choices=["throughput", "streams"], default="throughput")
+    parser.add_argument("--scenario", choices=["throughput", "streams", "telemetry"], default="throughput")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--count", type=int, default=3000, help="requests per target per round at concurrency 32")
     parser.add_argument("--latency-count", type=int, default=500, help="requests per target per round at concurrency 1")
@@ -304,6 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="only what the limits ratio needs: the uvicorn floor, routemw and routemw + limits, JSON only",
     )
+    parser.add_argument("--baseline", type=Path, help="another routemw checkout to serve too, for comparison")
     args = parser.parse_args(argv)
     if args.smoke:
         args.rounds, args.count, args.latency_count, args.soak = 1, 100, 20, 300
@@ -312,7 +330,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.scenario == "streams":
         return streams_scenario(args.clients, servers_available(), smoke=args.smoke)
     anthropic = has_anthropic() and not args.limits_only
-    servers = ["uvicorn"] if args.limits_only else servers_available()
+    # Every target, or only those one ratio needs (`--scenario telemetry`, `--limits-only`).
+    every = args.scenario == "throughput" and not args.limits_only
+    servers = servers_available() if every else ["uvicorn"]
     processes: list[subprocess.Popen[bytes]] = []
     python = sys.executable
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
@@ -352,24 +372,55 @@ def main(argv: Sequence[str] | None = None) -> int:
             target = Target("routemw" + suffix, port, gateway.pid, "gpt-4o", auth, server=server)
             targets.append(target)
             gateways.append(target)
-            if anthropic and server == "uvicorn":
+            if anthropic and server == "uvicorn" and every:
                 targets.append(Target("routemw -> anthropic", port, gateway.pid, "claude", auth, server=server))
                 messages = "/v1/messages"
                 for name, model in (("messages -> anthropic", "claude"), ("messages -> openai", "gpt-4o")):
                     targets.append(Target(name, port, gateway.pid, model, auth, path=messages, server=server))
-        port = free_port()
-        config = Path(tmp) / "routemw-limited.json"
-        config.write_text(json.dumps(routemw_config(upstream_port, port, anthropic, limited=True)))
-        limited = stack.enter_context(
-            started(
-                processes,
-                *(python, "-m", "routemw", "serve", "--config", str(config)),
-                *("--log-level", "warning", "--no-access-log"),
+        if every or args.limits_only:
+            port = free_port()
+            config = Path(tmp) / "routemw-limited.json"
+            config.write_text(json.dumps(routemw_config(upstream_port, port, anthropic, limited=True)))
+            limited = stack.enter_context(
+                started(
+                    processes,
+                    *(python, "-m", "routemw", "serve", "--config", str(config)),
+                    *("--log-level", "warning", "--no-access-log"),
+                )
             )
-        )
-        wait_for_port(port, limited)
-        targets.append(Target("routemw + limits", port, limited.pid, "gpt-4o", auth, server="uvicorn"))
-        if has_redis() and not args.limits_only:
+            wait_for_port(port, limited)
+            targets.append(Target("routemw + limits", port, limited.pid, "gpt-4o", auth, server="uvicorn"))
+        if not args.limits_only:
+            # All telemetry on: the access log (JSON, to a file), Prometheus, and OpenTelemetry spans.
+            port = free_port()
+            config = Path(tmp) / "routemw-observed.json"
+            config.write_text(json.dumps(routemw_config(upstream_port, port, anthropic, metrics=True)))
+            access_log = stack.enter_context((Path(tmp) / "access.log").open("wb"))
+            observed = stack.enter_context(
+                started(
+                    processes,
+                    *(python, "-m", "benchmarks.traced_serve", "serve", "--config", str(config)),
+                    *("--log-format", "json"),
+                    stdout=access_log,
+                )
+            )
+            wait_for_port(port, observed)
+            targets.append(Target("routemw + telemetry", port, observed.pid, "gpt-4o", auth, server="uvicorn"))
+        if args.baseline:
+            port = free_port()
+            config = Path(tmp) / "routemw-baseline.json"
+            config.write_text(json.dumps(routemw_config(upstream_port, port, anthropic)))
+            baseline = stack.enter_context(
+                started(
+                    processes,
+                    *(python, "-m", "routemw", "serve", "--config", str(config)),
+                    *("--log-level", "warning", "--no-access-log"),
+                    env={**os.environ, "PYTHONPATH": str(args.baseline.resolve())},
+                )
+            )
+            wait_for_port(port, baseline)
+            targets.append(Target("routemw (baseline)", port, baseline.pid, "gpt-4o", auth, server="uvicorn"))
+        if has_redis() and every:
             targets += redis_targets(stack, processes, tmp, upstream_port, anthropic, auth)
         report(targets, args)
         if args.soak:
@@ -426,6 +477,13 @@ def report(targets: list[Target], args: argparse.Namespace) -> None:
             print(f"limits on Redis: JSON req/s @32 = {ratio:.2f}x routemw without limits")
             ratio = throughput[REDIS_WORKERS].rate() / throughput[REDIS_LIMITED].rate()
             print(f"workers: JSON req/s @32, limits on Redis, --workers 2 = {ratio:.2f}x one worker")
+        if "routemw + telemetry" in throughput:
+            ratio = throughput["routemw + telemetry"].rate() / throughput["routemw"].rate()
+            kind = "SSE streams/s" if stream else "JSON req/s"
+            print(f"telemetry: {kind} @32 with access log, Prometheus and OpenTelemetry = {ratio:.2f}x all off")
+        if "routemw (baseline)" in throughput:
+            ratio = throughput["routemw"].rate() / throughput["routemw (baseline)"].rate()
+            print(f"baseline: {'SSE' if stream else 'JSON'} @32 of routemw = {ratio:.2f}x the baseline checkout")
         print()
 
 

@@ -59,7 +59,8 @@ from .reply import Completion
 from .routing import Catalog
 from .routing.health import HealthStore, MemoryHealth
 from .shutdown import InFlight, Interrupt, ServerShuttingDownError
-from .state import RedisGuard, RedisHealth, RedisLimits, redis_client
+from .state import RedisGuard, RedisHealth, RedisLimits, ping, redis_client
+from .telemetry import Readiness, Telemetry
 from .usage import JsonlSink, Meter, UsageCallback, UsageRecord, UsageSink, deliver, iso_time
 
 __all__ = ["Gateway"]
@@ -88,6 +89,7 @@ class Gateway:
         limits: LimitStore | None = None,
         on_usage: UsageCallback | None = None,
         usage_sinks: Sequence[UsageSink] = (),
+        access_log: bool = False,
     ) -> None:
         """Build from a validated config.
 
@@ -108,7 +110,11 @@ class Gateway:
         memory, or in Redis with `state.redis`; pass your own `routemw.state.RedisLimits` to
         share a Redis client of yours). `on_usage` (a function, sync or async) and `usage_sinks`
         get one `UsageRecord` per finished request; the config's `usage.jsonl` adds a file sink
-        the gateway owns.
+        the gateway owns. Each record carries `trace`, the request's `call.trace()`, for these
+        subscribers.
+
+        `access_log=True` writes a line per finished request to the `routemw.access` logger
+        (docs/production.md, Logs); `routemw serve` turns it on unless told not to.
         """
         self.config = config
         self.registry = registry if registry is not None else ProviderRegistry.default()
@@ -156,7 +162,26 @@ class Gateway:
         self._owned_sinks: tuple[UsageSink, ...] = (JsonlSink(config.usage.jsonl),) if config.usage.jsonl else ()
         self._usage_sinks = (*usage_sinks, *self._owned_sinks)
         self._usage_callbacks: tuple[UsageCallback, ...] = (on_usage,) if on_usage is not None else ()
-        self._recording = bool(self._usage_sinks or self._usage_callbacks)
+        self._subscribed = bool(self._usage_sinks or self._usage_callbacks)
+        # -- telemetry (routemw.telemetry): access log, metrics, spans, health endpoints --
+        self.telemetry = Telemetry(
+            config,
+            self.catalog,
+            provider_types={
+                **{name: type_name for name, type_name in BUILTIN_PROVIDERS.items()},
+                **{name: cfg.type for name, cfg in config.providers.items()},
+            },
+            accounts=["anonymous", *(key.name for key in config.keys)],
+            closing=lambda: self._in_flight.closing,
+            cooling_for=getattr(self.health, "cooling_for", None),
+            access_log=access_log,
+            state_guard=self.state_guard,
+        )
+        self.readiness: Readiness = self.telemetry.readiness
+        if self.redis is not None:
+            self.readiness.add("redis", self._redis_ready)
+        self.metrics_app = self.telemetry.metrics_app
+        self._recording = self._subscribed or self.telemetry.records
         self._pricing = {entry.id: self._card_price(entry.targets) for entry in self.catalog}
         defaults: list[Middleware] = [
             AuthMiddleware(self.authenticator),
@@ -190,17 +215,14 @@ class Gateway:
             first_token_timeout=retry.first_token_timeout,
             secrets={name: _credentials(cfg) for name, cfg in config.providers.items()},
             limits=config.upstream,
+            tracing=self.telemetry.tracing,
         )
         self._handler: Handler = compose(self.middleware, dispatcher)
         self._transport = transport
         self._owns_transport = transport is None
         self._in_flight = InFlight()
         self._created = int(time.time())
-        # Request ids: a random prefix per gateway and a counter. Unique and cheap; they are
-        # labels for logs and support, not secrets, so nothing is lost by their being sequential.
-        prefix = f"req_{uuid.uuid4().hex[:12]}"
-        counter = itertools.count(1)
-        self._next_request_id: Callable[[], str] = lambda: f"{prefix}{next(counter):012x}"
+        self._next_request_id: Callable[[], str] = _request_ids()
         keepalive = config.server.keepalive
         self._openai_door = OpenAIDoor(keepalive=keepalive)
         self._messages_door = MessagesDoor(
@@ -211,6 +233,7 @@ class Gateway:
             max_body_bytes=config.server.max_body_bytes,
             upstream_limits=config.upstream,
         )
+        self._front = self.telemetry.front(self._http)
 
     @classmethod
     def from_config(
@@ -228,6 +251,7 @@ class Gateway:
         limits: LimitStore | None = None,
         on_usage: UsageCallback | None = None,
         usage_sinks: Sequence[UsageSink] = (),
+        access_log: bool = False,
     ) -> Gateway:
         """Load a YAML/JSON file or a mapping (None: the embedded default) and build a gateway."""
         env = os.environ if environ is None else environ
@@ -246,6 +270,7 @@ class Gateway:
             limits=limits,
             on_usage=on_usage,
             usage_sinks=usage_sinks,
+            access_log=access_log,
         )
 
     def _create_providers(self) -> dict[str, Provider]:
@@ -315,7 +340,7 @@ class Gateway:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            await self._front(scope, receive, send)  # health and metrics endpoints, telemetry; then _http
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
@@ -404,7 +429,7 @@ class Gateway:
         finally:
             self._in_flight.leave(interrupt)
             if self._recording:
-                await self._record(call, request_id, arrived, status, error)
+                await self._record(call, request_id, arrived, status, error, scope)
 
     async def _count_tokens(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
         """`/v1/messages/count_tokens`, outside the pipeline but inside the drain like every request."""
@@ -433,6 +458,7 @@ class Gateway:
                 async with interrupt:
                     reply = await self._handler(call)
             except RouteMWError as exc:
+                call.error = exc
                 if call.attempts:
                     call.response_headers.setdefault("x-routemw-attempts", str(len(call.attempts)))
                 await door.send_error(send, exc, call.response_headers)
@@ -455,7 +481,7 @@ class Gateway:
         return status, error
 
     async def _record(
-        self, call: Call | None, request_id: str, arrived: float, status: int | None, error: str | None
+        self, call: Call | None, request_id: str, arrived: float, status: int | None, error: str | None, scope: Scope
     ) -> None:
         """Build the request's usage record and hand it to every subscriber."""
         meter = call.meter if call is not None else None
@@ -488,9 +514,34 @@ class Gateway:
             latency_ms=round((time.monotonic() - started) * 1000, 3),
             ttft_ms=round((first - started) * 1000, 3) if first is not None else None,
             stream=stream,
+            method=scope["method"],
+            path=client_path(scope),
+            fallbacks=int(call.response_headers.get("x-routemw-fallbacks", 0)) if call is not None else 0,
+            limit=getattr(call.error, "limit", None) if call is not None else None,
+            trace=call.trace() if call is not None and self._subscribed else None,
         )
-        with anyio.CancelScope(shield=True):
-            await deliver(record, self._usage_callbacks, self._usage_sinks)
+        if self.telemetry.records:
+            self.telemetry.finish(record, call)  # first: metrics count it before anything can suspend
+        if self._subscribed:
+            with anyio.CancelScope(shield=True):
+                await deliver(record, self._usage_callbacks, self._usage_sinks)
+
+    async def _redis_ready(self) -> str | None:
+        """The `/readyz` check with `state.redis`: Redis answers a PING within `state.timeout`."""
+        try:
+            with anyio.fail_after(self.config.state.timeout):
+                await ping(self.redis)
+        except Exception:  # a timeout, a refused connection: the reason is fixed text, never the error's
+            return "Redis is not answering"
+        return None
+
+    def renew_request_ids(self) -> None:
+        """Start a fresh request id sequence; for a process forked from the one that built the gateway.
+
+        granian's workers are forks sharing one gateway built before them (`routemw.serve`):
+        without this each would number its requests from the same prefix and counter.
+        """
+        self._next_request_id = _request_ids()
 
     def _card_price(self, targets: Sequence[Any]) -> dict[str, float] | None:
         """The price of a model's first route, for its `/v1/models` card (None: unknown)."""
@@ -525,6 +576,17 @@ def _credentials(provider: ProviderConfig) -> tuple[str, ...]:
         found += [value, value.rsplit(" ", 1)[-1]]  # "Bearer <token>": the token alone, too
     # Short strings are too likely to be ordinary words to blank out wherever they appear.
     return tuple(sorted({s for s in found if len(s) >= 8}, key=len, reverse=True))
+
+
+def _request_ids() -> Callable[[], str]:
+    """Request ids: a random prefix per gateway (or process) and a counter.
+
+    Unique and cheap; they are labels for logs and support, not secrets, so nothing is lost by
+    their being sequential.
+    """
+    prefix = f"req_{uuid.uuid4().hex[:12]}"
+    counter = itertools.count(1)
+    return lambda: f"{prefix}{next(counter):012x}"
 
 
 def _require_method(method: str, allowed: str) -> None:

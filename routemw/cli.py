@@ -12,7 +12,6 @@ The config comes from `--config`, else from `ROUTEMW_CONFIG`, else the embedded 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import re
 import sys
@@ -26,6 +25,8 @@ from .errors import ConfigError
 from .limits.report import describe as describe_limits
 from .providers.registry import ProviderRegistry
 from .serve import ENGINES
+from .telemetry import configure_logging
+from .telemetry.multiprocess import metrics_directory
 
 __all__ = ["EXIT_OK", "EXIT_USAGE", "main", "without_userinfo"]
 
@@ -62,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--no-access-log", action="store_true", help="do not log a line per request")
     serve.add_argument(
+        "--log-format", default="text", choices=["text", "json"], help="access log and other log lines (default: text)"
+    )
+    serve.add_argument(
         "--shutdown-timeout",
         type=_seconds,
         metavar="SECONDS",
@@ -95,35 +99,48 @@ def _seconds(text: str) -> float:
 def _serve(args: argparse.Namespace, config_path: str | None) -> int:
     from .serve import missing_engine, serve  # the server is imported only for this command
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s:     %(message)s")
+    access = not args.no_access_log
+    configure_logging(args.log_format, args.log_level, access=access)  # routemw.access replaces the server's line
+    registry = ProviderRegistry.default()
     try:
-        gateway = Gateway.from_config(config_path)
+        config = load_config(
+            config_path if config_path is not None else default_document(os.environ), provider_types=registry.types
+        )
     except ConfigError as exc:
         print(f"routemw: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    server = gateway.config.server
-    if args.workers > 1:
-        from .workers import refusal
-
-        reason = refusal(gateway, args.workers)
-        if reason is not None:
-            print(f"routemw: {reason}", file=sys.stderr)
+    # Before the gateway is built: prometheus-client chooses its multiprocess mode when it is
+    # first imported, here for granian's forked workers and in each spawned uvicorn worker.
+    with metrics_directory(args.workers > 1 and config.metrics.prometheus):
+        try:
+            gateway = Gateway(config, registry=registry, access_log=access)
+        except ConfigError as exc:
+            print(f"routemw: {exc}", file=sys.stderr)
             return EXIT_USAGE
-    engine: str = args.server or server.engine
-    if problem := missing_engine(engine):
-        print(f"routemw: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    return serve(
-        gateway,
-        engine=engine,
-        workers=args.workers,
-        config_path=config_path,
-        host=args.host or server.host,
-        port=args.port if args.port is not None else server.port,
-        log_level=args.log_level,
-        access_log=not args.no_access_log,
-        shutdown_timeout=args.shutdown_timeout if args.shutdown_timeout is not None else server.shutdown_timeout,
-    )
+        server = config.server
+        if args.workers > 1:
+            from .workers import refusal
+
+            reason = refusal(gateway, args.workers)
+            if reason is not None:
+                print(f"routemw: {reason}", file=sys.stderr)
+                return EXIT_USAGE
+        engine: str = args.server or server.engine
+        if problem := missing_engine(engine):
+            print(f"routemw: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+        return serve(
+            gateway,
+            engine=engine,
+            workers=args.workers,
+            config_path=config_path,
+            host=args.host or server.host,
+            port=args.port if args.port is not None else server.port,
+            log_level=args.log_level,
+            access_log=access,
+            log_format=args.log_format,
+            shutdown_timeout=args.shutdown_timeout if args.shutdown_timeout is not None else server.shutdown_timeout,
+        )
 
 
 def _check(config_path: str | None) -> int:

@@ -31,6 +31,7 @@ from .pipeline import Call
 from .providers.base import Provider, StreamTranslator, Target
 from .providers.sse_translator import SSETranslator
 from .reply import Chunk, Completion, Reply, Stream
+from .telemetry.tracing import Tracing
 
 __all__ = ["Dispatcher", "is_meaningful"]
 
@@ -54,9 +55,12 @@ class Dispatcher:
         first_token_timeout: float | None = None,
         secrets: Mapping[str, Sequence[str]] | None = None,
         limits: UpstreamConfig | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         """`secrets` maps a provider's name to its credentials, blanked out of its errors;
-        `limits` bounds what an upstream may send (`upstream:` in config)."""
+        `limits` bounds what an upstream may send (`upstream:` in config); `tracing` makes a
+        CLIENT span of each attempt (None: no tracing, and no cost)."""
+        self._tracing = tracing
         self._transport = transport
         self.first_token_timeout = first_token_timeout
         self._secrets: Mapping[str, Sequence[str]] = secrets or {}
@@ -69,7 +73,10 @@ class Dispatcher:
             raise RuntimeError("Dispatcher called without call.target; put a routing middleware before it")
         started = time.monotonic()
         try:
-            reply = await self._attempt(call, target)
+            if self._tracing is None:
+                reply = await self._attempt(call, target)
+            else:
+                reply = await self._tracing.attempt(call, target, self._attempt)
         except UpstreamError as exc:
             exc.scrub(self._secrets.get(target.provider.name, ()))
             call.attempts.append(
@@ -92,6 +99,8 @@ class Dispatcher:
         request = provider.build_request(call.request, target)
         # The gateway's request id goes upstream too, so the provider's logs can be matched to ours.
         request.headers["x-request-id"] = call.request_id
+        if self._tracing is not None:
+            self._tracing.inject(request)  # traceparent of this attempt's span
         transport = provider.transport or self._transport()
         response: httpx.Response | None = None
         batches: AsyncGenerator[list[Chunk], None] | None = None

@@ -164,7 +164,7 @@ class RateLimitError(ClientError):
     `type`, as in OpenAI's own 429s. `retry_after` (seconds) is when the request would be
     admitted, sent as `retry-after` (whole seconds, rounded up) and `retry-after-ms`; None for a
     request that waiting cannot admit (larger than the limit itself), which gets
-    `x-should-retry: false` instead.
+    `x-should-retry: false` instead. `limit` is the same kind, for telemetry.
     """
 
     status_code = 429
@@ -173,6 +173,7 @@ class RateLimitError(ClientError):
     def __init__(self, message: str, *, kind: str, retry_after: float | None) -> None:
         super().__init__(message)
         self.error_type = kind
+        self.limit: str = kind
         self.retry_after = retry_after
         if retry_after is None:
             self.headers["x-should-retry"] = "false"
@@ -182,14 +183,18 @@ class RateLimitError(ClientError):
 
 
 class QuotaExceededError(ClientError):
-    """A budget or token quota is used up until its period resets; retrying sooner cannot help."""
+    """A budget or token quota is used up until its period resets; retrying sooner cannot help.
+
+    `limit` says which, for telemetry: `budget` or `tokens_quota`.
+    """
 
     status_code = 402
     error_type = "insufficient_quota"
     code = "insufficient_quota"
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, limit: str = "budget") -> None:
         super().__init__(message, headers={"x-should-retry": "false"})
+        self.limit = limit
 
 
 class Action(enum.Enum):

@@ -52,6 +52,7 @@ class Call:
     started: float = field(default_factory=time.monotonic)
     deadline: float = math.inf  # monotonic time by which an upstream must have answered
     meter: Meter | None = None  # reads the reply's usage, when limits or a usage subscriber need it
+    error: Exception | None = None  # the error the client was answered with, if it was one
 
     def trace(self) -> dict[str, Any]:
         """What routing decided and why, as plain data for a log line or an exporter.
@@ -71,6 +72,8 @@ class Call:
             "attempts": [
                 {
                     "target": f"{a.provider}/{a.model}",
+                    "provider": a.provider,
+                    "upstream_model": a.model,
                     "status": a.status,
                     "code": a.code,
                     "outcome": a.action.value if a.action is not None else "answered",

@@ -39,7 +39,7 @@ import math
 import signal
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import granian._signals
 from granian.constants import Interfaces, Loops
@@ -48,10 +48,23 @@ from granian.server.mp import MPServer, WorkerProcess
 
 from .app import Gateway
 from .serve import BACKSTOP, STARTUP_FAILURE, GatewaySource, Options
+from .telemetry import stop_access_log
 
 __all__ = ["run"]
 
 logger = logging.getLogger("routemw")
+
+# granian's own lines go to routemw's root handler (stderr, in `--log-format`), as uvicorn's go to
+# stderr: stdout is the access log's alone. granian merges this over its defaults key by key, so
+# its `loggers` are replaced; the handlers it defines for stdout are left unused.
+_GRANIAN_LOGGING: Final = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "loggers": {
+        "_granian": {"handlers": [], "propagate": True},
+        "granian.access": {"handlers": [], "propagate": False},
+    },
+}
 
 # granian's ASGI worker with lifespan, unwrapped: it takes the loaded app and the event loop.
 _asgi_worker = MPServer._spawn_asgi_lifespan_worker.__wrapped__
@@ -77,7 +90,8 @@ def run(source: GatewaySource, options: Options) -> int:
         websockets=False,  # the gateway refuses them
         backlog=2048,  # uvicorn's default
         log_level=LogLevels(options.log_level),
-        log_access=options.access_log,
+        log_access=False,  # routemw's own line (routemw.access) replaces granian's
+        log_dictconfig=_GRANIAN_LOGGING,
         workers_kill_timeout=math.ceil(options.shutdown_timeout + BACKSTOP),
     )
     spawn = functools.partial(_worker, shutdown_timeout=options.shutdown_timeout)
@@ -93,6 +107,7 @@ def _worker(
     worker_id: int, gateway: Gateway, sock: Any, ipc: Any, loop: Any, *args: Any, shutdown_timeout: float
 ) -> None:
     """One granian worker process: granian's ASGI worker, with the drain started by the stop signal."""
+    gateway.renew_request_ids()  # a fork: each worker numbers its own requests
     drains: list[Any] = []
     installed: Callable[[Any], Any] = granian._signals.set_loop_signals
 
@@ -115,3 +130,5 @@ def _worker(
     _asgi_worker(worker_id, gateway, sock, ipc, loop, *args)
     for drain in drains:  # normally done: granian waited for the very requests it ended
         loop.run_until_complete(drain)
+    # A forked worker ends with os._exit, without atexit: write out the queued access lines now.
+    stop_access_log()

@@ -40,6 +40,7 @@ from multiprocessing.process import BaseProcess
 import uvicorn
 
 from .serve import BACKSTOP, STARTUP_FAILURE, GatewaySource, Options
+from .telemetry import stop_access_log
 
 __all__ = ["DrainingServer", "run"]
 
@@ -74,7 +75,7 @@ def run(source: GatewaySource, options: Options) -> int:
         port=options.port,
         log_level=options.log_level,
         lifespan="on",
-        access_log=options.access_log,
+        access_log=False,  # routemw's own line (routemw.access) replaces uvicorn's
         timeout_graceful_shutdown=math.ceil(options.shutdown_timeout + BACKSTOP),  # whole seconds only
     )
     if options.workers > 1:
@@ -92,6 +93,7 @@ def _worker(config: uvicorn.Config, sockets: list[socket.socket], shutdown_timeo
     server = DrainingServer(config, shutdown_timeout)
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=sockets)
+    stop_access_log()  # what is queued is written before the process ends
     if not server.started:
         sys.exit(STARTUP_FAILURE)
 

@@ -22,7 +22,7 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -134,9 +134,20 @@ class UsageRecord:
     latency_ms: float  # arrival to the end of the reply
     ttft_ms: float | None  # arrival to the first chunk of a stream
     stream: bool | None
+    method: str | None = None  # the HTTP method and path the client used (mount prefix included)
+    path: str | None = None
+    fallbacks: int = 0  # candidates passed over before the one that answered (x-routemw-fallbacks)
+    limit: str | None = None  # the gateway limit that refused it: requests, tokens, concurrency, budget, tokens_quota
+    # `call.trace()` taken when the request ended (None before routing began). Computed only when
+    # a subscriber of yours is registered; left out of `to_dict()`, which stays flat.
+    trace: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The flat fields, without `trace`."""
+        return {name: getattr(self, name) for name in _FLAT}
+
+
+_FLAT: tuple[str, ...] = tuple(f.name for f in fields(UsageRecord) if f.name != "trace")
 
 
 def iso_time(epoch: float) -> str:

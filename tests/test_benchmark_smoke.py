@@ -21,7 +21,14 @@ def test_benchmark_smoke_runs_every_target_without_errors() -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and not line.startswith("| target")]
     targets = {row.split("|")[1].strip() for row in rows}
-    assert {"direct", "bare proxy", "routemw", "bare proxy on granian", "routemw on granian"} <= targets
+    assert {
+        "direct",
+        "bare proxy",
+        "routemw",
+        "bare proxy on granian",
+        "routemw on granian",
+        "routemw + telemetry",
+    } <= targets
     assert len(rows) == 2 * len(targets)  # a JSON and an SSE row for each target
     for row in rows:
         assert row.rstrip(" |").rsplit("|", 1)[1].strip() == "0", f"requests failed: {row}"

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import openai
+import orjson
 import pytest
 import yaml
 from openai import OpenAI
@@ -240,3 +241,44 @@ def test_plugin_readme_config_needs_the_plugin() -> None:
     assert "unknown provider type 'shout'; known types: " in message
     known = message.split("known types: ", 1)[1].split("\n", 1)[0].split(", ")
     assert {"echo", "openai"} <= set(known) and "shout" not in known
+
+
+# -- shipping usage records to a warehouse ---------------------------------------------------------
+
+
+def test_usage_warehouse_stores_every_record_with_its_trace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    monkeypatch.setenv("USAGE_DB", str(tmp_path / "usage.db"))
+    sys.modules.pop("routemw_example_usage_warehouse", None)
+    module = load_example("usage_warehouse")
+    try:
+        with serve(module.app, lifespan="on") as live:
+            answer, streamed = echo_round_trip(live.url + "/v1")
+            with sdk(live.url + "/v1") as client, pytest.raises(openai.NotFoundError):
+                client.chat.completions.create(model="no-such-model", messages=MESSAGES)
+            module.warehouse.flush()
+            with sqlite3.connect(tmp_path / "usage.db") as database:
+                rows = database.execute("select model, provider, status, prompt_tokens, trace from requests").fetchall()
+    finally:
+        module.warehouse.close()
+        sys.modules.pop("routemw_example_usage_warehouse", None)
+
+    assert answer == streamed == "hello from the examples"
+    assert [(model, provider, status) for model, provider, status, _, _ in rows] == [
+        ("echo", "echo", 200),
+        ("echo", "echo", 200),
+        ("no-such-model", None, 404),
+    ]
+    assert all(prompt is not None for _, _, status, prompt, _ in rows if status == 200)
+    traces = [orjson.loads(trace) for *_, trace in rows]
+    assert traces[0]["attempts"][0] | {"latency_ms": None} == {
+        "target": "echo/echo",
+        "provider": "echo",
+        "upstream_model": "echo",
+        "status": 200,
+        "code": None,
+        "outcome": "answered",
+        "latency_ms": None,
+    }
+    assert traces[2]["attempts"] == [] and traces[2]["model"] == "no-such-model"

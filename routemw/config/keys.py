@@ -29,6 +29,8 @@ from typing import Final
 from .schema import (
     AuthConfig,
     GatewayConfig,
+    HealthConfig,
+    MetricsConfig,
     ModelConfig,
     ParamsConfig,
     ProviderConfig,
@@ -41,9 +43,11 @@ from .schema import (
 
 __all__ = [
     "BUDGET",
+    "HEALTH",
     "KEY",
     "KEY_POLICY",
     "LIMITS",
+    "METRICS",
     "MODEL",
     "MODEL_POLICY",
     "POLICY",
@@ -323,6 +327,15 @@ STATE: Final = _section(
     }
 )
 
+METRICS: Final = _section(
+    {
+        "prometheus": Key("`true` or `false`", MetricsConfig().prometheus),
+        "path": Key("path starting with `/`, or null", MetricsConfig().path),
+    }
+)
+
+HEALTH: Final = _section({"observe": Key("`true` or `false`", HealthConfig().observe)})
+
 ROOT: Final = _section(
     {
         "server": SERVER,
@@ -337,6 +350,8 @@ ROOT: Final = _section(
         "limits": ROOT_LIMITS,
         "usage": USAGE,
         "state": STATE,
+        "metrics": METRICS,
+        "health": HEALTH,
     }
 )
 

@@ -39,6 +39,7 @@ from .schema import (
     StateConfig,
     UpstreamConfig,
 )
+from .telemetry import TelemetryFields
 
 __all__ = ["ProviderTypes", "load_config"]
 
@@ -120,7 +121,7 @@ def _redact_quoted(match: re.Match[str]) -> str:
     return match.group(0) if _HARMLESS_QUOTE.fullmatch(match.group(1)) else "'...'"
 
 
-class _Validator(LimitFields):
+class _Validator(LimitFields, TelemetryFields):
     """Walks the document once; every check appends to `problems` and carries on."""
 
     def __init__(self, problems: list[str], provider_types: ProviderTypes | None) -> None:
@@ -159,6 +160,8 @@ class _Validator(LimitFields):
             prices=self.prices(data.get("prices"), "prices"),
             limits=self.limits(data.get("limits"), "limits", accepted.ROOT_LIMITS.names),
             usage=self.usage(data.get("usage"), "usage"),
+            metrics=self.metrics(data.get("metrics"), "metrics"),
+            health=self.health(data.get("health"), "health"),
             estimate_output_tokens=self.estimate_output_tokens(data.get("limits")),
             state=self.state(data.get("state"), "state"),
             source=origin,

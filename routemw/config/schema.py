@@ -17,8 +17,10 @@ __all__ = [
     "AuthConfig",
     "BudgetConfig",
     "GatewayConfig",
+    "HealthConfig",
     "KeyConfig",
     "LimitsConfig",
+    "MetricsConfig",
     "ModelConfig",
     "ParamsConfig",
     "Period",
@@ -196,6 +198,18 @@ class ParamsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    prometheus: bool = False  # serve Prometheus metrics (needs the `routemw[metrics]` extra)
+    path: str | None = "/metrics"  # where the gateway serves them; None: only `gateway.metrics_app`
+
+
+@dataclass(frozen=True, slots=True)
+class HealthConfig:
+    # Whether /healthz and /readyz requests appear in the access log, request metrics and spans.
+    observe: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class RedisConfig:
     url: str = field(repr=False)  # may carry a password
     prefix: str = "routemw:"  # every key starts with it
@@ -226,6 +240,8 @@ class GatewayConfig:
     # `limits.estimate_output_tokens`: output reserved for a request without max_tokens or route default
     estimate_output_tokens: int = 1024
     usage: UsageConfig = UsageConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    health: HealthConfig = HealthConfig()
     state: StateConfig = StateConfig()
     source: str = "<mapping>"  # where it came from, for messages
 

@@ -510,7 +510,8 @@ def _quota_refusal(standing: Standing, claim: Quota) -> QuotaExceededError:
     reset = "it does not reset" if ends is None else f"it resets at {ends}"
     used_up = standing.remaining <= 0
     detail = "is used up" if used_up else f"has {left} left, and this request may use up to {need}"
-    return QuotaExceededError(f"Your API key's {what} {period} {detail}; {reset}.")
+    limit = "budget" if claim.name == "budget" else "tokens_quota"
+    return QuotaExceededError(f"Your API key's {what} {period} {detail}; {reset}.", limit=limit)
 
 
 class LimitMiddleware:

@@ -77,6 +77,18 @@ class MemoryHealth:
     async def success(self, key: str) -> None:
         self._states.pop(key, None)
 
+    def cooling_for(self, key: str) -> float | None:
+        """Seconds until `key` takes ordinary requests again (None: it does now); claims nothing.
+
+        For metrics: unlike `check`, it never takes the half-open probe. A probe in flight counts
+        as cooling, since other requests still skip the target.
+        """
+        state = self._states.get(key)
+        if state is None or state.until == 0.0:
+            return None
+        wait = max(state.until, state.probe_until) - self.clock()
+        return wait if wait > 0 else None
+
     async def failure(self, key: str, *, retry_after: float | None = None) -> None:
         state = self._states.setdefault(key, _State())
         now = self.clock()

@@ -391,12 +391,18 @@ async def test_every_finished_request_produces_one_usage_record(clock_store: Lim
         "latency_ms": None,
         "ttft_ms": None,
         "stream": False,
+        "method": "POST",
+        "path": "/v1/chat/completions",
+        "fallbacks": 0,
+        "limit": None,
     }
-    assert (refused.status, refused.error_code, refused.attempts, refused.provider) == (
+    assert ok.trace is not None and ok.trace["attempts"][0]["outcome"] == "answered"
+    assert (refused.status, refused.error_code, refused.attempts, refused.provider, refused.limit) == (
         429,
         "rate_limit_exceeded",
         0,
         None,
+        "requests",
     )
     await wait_for(lambda: path.exists() and len(path.read_bytes().splitlines()) == 2, seconds=3)
     lines = [orjson.loads(line) for line in path.read_bytes().splitlines()]
