@@ -3,8 +3,9 @@
 Importing this package does not import redis; only opening a client does (`redis_client`).
 """
 
+from .affinity import RedisAffinity
 from .client import ping, redis_client
 from .guard import RedisGuard
 from .health import RedisHealth
 
-__all__ = ["RedisGuard", "RedisHealth", "ping", "redis_client"]
+__all__ = ["RedisAffinity", "RedisGuard", "RedisHealth", "ping", "redis_client"]
