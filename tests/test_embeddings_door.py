@@ -15,7 +15,6 @@ import struct
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 from fake_doors import FakeGeminiEmbed, FakeOpenAIDoors
 from fakes import API_KEY, answer_error, answer_json, drive, route_hosts
