@@ -18,7 +18,9 @@ alike, and results are reported as ratios within the run:
   throughput as a ratio to routemw without limits;
 - the Messages door (`/v1/messages`): Anthropic in and Anthropic out (the passthrough) and
   Anthropic in, OpenAI out (translated both ways), each as a ratio to routemw's OpenAI
-  passthrough in the same run.
+  passthrough in the same run;
+- the Responses door (JSON and SSE) and the embeddings door (16 inputs, JSON only), with
+  their server CPU per request as a ratio to routemw's chat passthrough in the same run.
 
 `--scenario streams` is the stream-scale run instead (`streams_scenario`): 2,000 concurrent
 slow streams, a quarter of the clients leaving mid-stream, on each server.
@@ -133,6 +135,7 @@ class Target:
     headers: list[str] = field(default_factory=list)
     path: str = "/v1/chat/completions"
     server: str = "uvicorn"
+    streams: bool = True  # False: a JSON-only endpoint, left out of the SSE round
 
 
 @dataclass
@@ -166,6 +169,10 @@ def load(target: Target, *, stream: bool, concurrency: int, count: int) -> tuple
     # The same request in either protocol (Anthropic's also needs `max_tokens`, so both send it).
     body: dict[str, Any] = {"model": target.model, "max_tokens": 64}
     body["messages"] = [{"role": "user", "content": "Say something."}]
+    if target.path == "/v1/embeddings":
+        body = {"model": target.model, "input": [f"A passage of text to embed, number {i}." for i in range(16)]}
+    elif target.path == "/v1/responses":
+        body = {"model": target.model, "input": "Say something.", "max_output_tokens": 64}
     if stream:
         body["stream"] = True
     command = [
@@ -203,6 +210,8 @@ def routemw_config(upstream: int, port: int, anthropic: bool, *, limited: bool =
         "up": {"type": "openai", "base_url": f"http://127.0.0.1:{upstream}/v1", "api_key": "sk-bench-upstream"}
     }
     models: dict[str, Any] = {"gpt-4o": {"routes": [{"provider": "up", "model": "gpt-4o"}]}}
+    embedding = {"provider": "up", "model": "text-embedding-3-small", "capabilities": {"embeddings": True}}
+    models["text-embedding-3-small"] = {"routes": [embedding]}
     if anthropic:
         providers["claude"] = {"type": "anthropic", "base_url": f"http://127.0.0.1:{upstream}", "api_key": "sk-bench-a"}
         models["claude"] = {"routes": [{"provider": "claude", "model": "claude-sonnet-4-5"}]}
@@ -295,6 +304,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 messages = "/v1/messages"
                 for name, model in (("messages -> anthropic", "claude"), ("messages -> openai", "gpt-4o")):
                     targets.append(Target(name, port, gateway.pid, model, auth, path=messages, server=server))
+            if server == "uvicorn":
+                targets.append(Target("responses", port, gateway.pid, "gpt-4o", auth, path="/v1/responses"))
+                embeddings = Target("embeddings x16", port, gateway.pid, "text-embedding-3-small", auth)
+                embeddings.path, embeddings.streams = "/v1/embeddings", False
+                targets.append(embeddings)
         port = free_port()
         config = Path(tmp) / "routemw-limited.json"
         config.write_text(json.dumps(routemw_config(upstream_port, port, anthropic, limited=True)))
@@ -322,9 +336,13 @@ def report(targets: list[Target], args: argparse.Namespace) -> None:
         latency = {t.name: Tally() for t in targets}
         for _ in range(args.rounds):
             for target in targets:  # interleaved: every target sees the same noise
+                if stream and not target.streams:
+                    continue
                 result, cpu = load(target, stream=stream, concurrency=32, count=args.count)
                 throughput[target.name].add(result, cpu)
             for target in targets:
+                if stream and not target.streams:
+                    continue
                 result, cpu = load(target, stream=stream, concurrency=1, count=args.latency_count)
                 latency[target.name].add(result, cpu)
         floors = {t.server: throughput[t.name].rate() for t in targets if t.name.startswith("bare proxy")}
@@ -337,6 +355,8 @@ def report(targets: list[Target], args: argparse.Namespace) -> None:
         print("|---|---|---|---|---|---|---|---|---|---|")
         for target in targets:
             t, lat = throughput[target.name], latency[target.name]
+            if not t.count:
+                continue
             p50 = lat.percentile(lat.latencies, 0.5)
             cpu = 1000 * t.cpu / t.count if t.count and target.name != "direct" else float("nan")
             same = t.rate() / floors[target.server] if floors.get(target.server) else float("nan")
@@ -347,6 +367,12 @@ def report(targets: list[Target], args: argparse.Namespace) -> None:
             )
         print()
         passthrough = throughput["routemw"].rate()
+        chat_cpu = throughput["routemw"].cpu / throughput["routemw"].count if throughput["routemw"].count else 0.0
+        for name in ("embeddings x16", "responses"):
+            tally = throughput.get(name)
+            if tally is not None and tally.count and chat_cpu:
+                ratio = tally.cpu / tally.count / chat_cpu
+                print(f"{name}: gateway CPU per request = {ratio:.2f}x routemw's chat passthrough")
         for name in ("messages -> anthropic", "messages -> openai"):
             if name in throughput and passthrough:
                 print(f"{name}: {throughput[name].rate() / passthrough:.2f}x routemw's OpenAI passthrough @32")

@@ -154,12 +154,14 @@ def join(parts: Sequence[Completion]) -> Completion:
     data: list[Any] = []
     prompt = total = 0
     for part in parts:
-        for item in part.data.get("data") or ():
+        # An OpenAI answer travels as its bytes (`native`), its vectors unread until now.
+        whole = orjson.loads(part.native) if part.native is not None else part.data
+        for item in whole.get("data") or ():
             data.append({**item, "index": len(data)})
         usage = part.data.get("usage") or {}
         prompt += usage.get("prompt_tokens") or 0
         total += usage.get("total_tokens") or 0
-    first = parts[0].data
+    first = {key: value for key, value in parts[0].data.items() if key != "data"}
     out = {**first, "data": data, "usage": {"prompt_tokens": prompt, "total_tokens": total}}
     headers: dict[str, str] = {}
     for part in parts:

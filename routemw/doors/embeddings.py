@@ -4,7 +4,8 @@ The request is checked and kept as the client sent it (`routemw.embeddings`); it
 gateway's one pipeline as a request of kind `embeddings`, so accounts, allow-lists, the
 capability check (only routes marked `embeddings: true`), limits, retries, fallback, the explain
 headers and the usage record treat it as they treat chat. The answer is OpenAI's embeddings
-list: the upstream's own bytes from an OpenAI-type route, a translation from a Gemini one.
+list: the upstream's own bytes from an OpenAI-type route (`Completion.native`, only `model`
+and `usage` read from them), a translation from a Gemini one.
 """
 
 from __future__ import annotations
@@ -45,4 +46,4 @@ class EmbeddingsDoor:
             await send_error(send, INTERNAL_ERROR, headers)
             await reply.aclose()
             return
-        await send_json(send, 200, reply.encode(), headers)
+        await send_json(send, 200, reply.native if reply.native is not None else reply.encode(), headers)

@@ -139,6 +139,13 @@ class OpenAIProvider(HTTPProvider):
         return Completion(data=data, raw=body)
 
     def _embeddings(self, body: bytes) -> Completion:
+        # The vectors are most of the body (16 of 1,536 dimensions in base64 are 130 kB) and the
+        # gateway needs none of them: OpenAI writes `model` and `usage` after `data`, so those
+        # are read from the tail and the bytes go on as they are (`native`). A body written in
+        # another order, or one that is not an embeddings list, is parsed and checked whole.
+        tail = _tail_fields(body)
+        if tail is not None and body[:1] == b"{" and b'"embedding"' in body:
+            return Completion(data={"object": "list", **tail}, native=body)
         data = json_or_none(body)
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
             raise invalid_response(self._name, "a response that is not an embeddings list")
@@ -147,7 +154,8 @@ class OpenAIProvider(HTTPProvider):
         return Completion(data=data, raw=body)
 
     def completion_with_model(self, completion: Completion, model: str) -> Completion:
-        """A Responses answer reporting `model` (the dispatcher's hook for `response_model`)."""
+        """A Responses or embeddings answer (`native` bytes) reporting `model` (the dispatcher's
+        hook for `response_model`)."""
         return renamed(completion, model)
 
     def stream_translator(self, request: ChatRequest, target: Target) -> StreamTranslator:
@@ -314,6 +322,20 @@ def _has_finish(data: Mapping[str, Any]) -> bool:
     if not choices:
         return False
     return any(isinstance(c, dict) and c.get("finish_reason") is not None for c in choices)
+
+
+def _tail_fields(body: bytes) -> dict[str, Any] | None:
+    """`model` and `usage` read from the end of an embeddings answer, or None if they are not there."""
+    at = body.rfind(b'"model"')
+    if at < 0:
+        return None
+    try:
+        fields = orjson.loads(b"{" + body[at:])
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(fields, dict) or not isinstance(fields.get("usage"), dict) or "data" in fields:
+        return None
+    return fields
 
 
 def embeddings_body(request: ChatRequest, target: Target) -> bytes:
