@@ -27,6 +27,8 @@ alike, and results are reported as ratios within the run:
   its JSON throughput as a ratio to routemw with all of it off;
 - with `--baseline DIR`, routemw (on uvicorn) served from another checkout too (`DIR` on
   `PYTHONPATH`), to compare a change against the code before it within one run.
+- the Responses door (JSON and SSE) and the embeddings door (16 inputs, JSON only), with
+  their server CPU per request as a ratio to routemw's chat passthrough in the same run.
 
 `--scenario telemetry` runs only the targets the telemetry ratio needs (direct, the floor and
 routemw on uvicorn, routemw with telemetry, and the baseline if given).
@@ -148,6 +150,7 @@ class Target:
     headers: list[str] = field(default_factory=list)
     path: str = "/v1/chat/completions"
     server: str = "uvicorn"
+    streams: bool = True  # False: a JSON-only endpoint, left out of the SSE round
 
 
 @dataclass
@@ -181,6 +184,10 @@ def load(target: Target, *, stream: bool, concurrency: int, count: int) -> tuple
     # The same request in either protocol (Anthropic's also needs `max_tokens`, so both send it).
     body: dict[str, Any] = {"model": target.model, "max_tokens": 64}
     body["messages"] = [{"role": "user", "content": "Say something."}]
+    if target.path == "/v1/embeddings":
+        body = {"model": target.model, "input": [f"A passage of text to embed, number {i}." for i in range(16)]}
+    elif target.path == "/v1/responses":
+        body = {"model": target.model, "input": "Say something.", "max_output_tokens": 64}
     if stream:
         body["stream"] = True
     command = [
@@ -226,6 +233,8 @@ def routemw_config(
         "up": {"type": "openai", "base_url": f"http://127.0.0.1:{upstream}/v1", "api_key": "sk-bench-upstream"}
     }
     models: dict[str, Any] = {"gpt-4o": {"routes": [{"provider": "up", "model": "gpt-4o"}]}}
+    embedding = {"provider": "up", "model": "text-embedding-3-small", "capabilities": {"embeddings": True}}
+    models["text-embedding-3-small"] = {"routes": [embedding]}
     if anthropic:
         providers["claude"] = {"type": "anthropic", "base_url": f"http://127.0.0.1:{upstream}", "api_key": "sk-bench-a"}
         models["claude"] = {"routes": [{"provider": "claude", "model": "claude-sonnet-4-5"}]}
@@ -377,6 +386,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 messages = "/v1/messages"
                 for name, model in (("messages -> anthropic", "claude"), ("messages -> openai", "gpt-4o")):
                     targets.append(Target(name, port, gateway.pid, model, auth, path=messages, server=server))
+            if server == "uvicorn" and every:
+                targets.append(Target("responses", port, gateway.pid, "gpt-4o", auth, path="/v1/responses"))
+                embeddings = Target("embeddings x16", port, gateway.pid, "text-embedding-3-small", auth)
+                embeddings.path, embeddings.streams = "/v1/embeddings", False
+                targets.append(embeddings)
         if every or args.limits_only:
             port = free_port()
             config = Path(tmp) / "routemw-limited.json"
@@ -441,9 +455,13 @@ def report(targets: list[Target], args: argparse.Namespace) -> None:
         latency = {t.name: Tally() for t in targets}
         for _ in range(args.rounds):
             for target in targets:  # interleaved: every target sees the same noise
+                if stream and not target.streams:
+                    continue
                 result, cpu = load(target, stream=stream, concurrency=32, count=args.count)
                 throughput[target.name].add(result, cpu)
             for target in targets:
+                if stream and not target.streams:
+                    continue
                 result, cpu = load(target, stream=stream, concurrency=1, count=args.latency_count)
                 latency[target.name].add(result, cpu)
         floors = {t.server: throughput[t.name].rate() for t in targets if t.name.startswith("bare proxy")}
@@ -456,6 +474,8 @@ def report(targets: list[Target], args: argparse.Namespace) -> None:
         print("|---|---|---|---|---|---|---|---|---|---|")
         for target in targets:
             t, lat = throughput[target.name], latency[target.name]
+            if not t.count:
+                continue
             p50 = lat.percentile(lat.latencies, 0.5)
             cpu = 1000 * t.cpu / t.count if t.count and target.name != "direct" else float("nan")
             same = t.rate() / floors[target.server] if floors.get(target.server) else float("nan")
@@ -466,6 +486,12 @@ def report(targets: list[Target], args: argparse.Namespace) -> None:
             )
         print()
         passthrough = throughput["routemw"].rate()
+        chat_cpu = throughput["routemw"].cpu / throughput["routemw"].count if throughput["routemw"].count else 0.0
+        for name in ("embeddings x16", "responses"):
+            tally = throughput.get(name)
+            if tally is not None and tally.count and chat_cpu:
+                ratio = tally.cpu / tally.count / chat_cpu
+                print(f"{name}: gateway CPU per request = {ratio:.2f}x routemw's chat passthrough")
         for name in ("messages -> anthropic", "messages -> openai"):
             if name in throughput and passthrough:
                 print(f"{name}: {throughput[name].rate() / passthrough:.2f}x routemw's OpenAI passthrough @32")

@@ -2,7 +2,9 @@
 
 A bare asyncio protocol speaking just enough HTTP/1.1 (keep-alive, Content-Length bodies) to
 answer `POST /v1/chat/completions` (OpenAI) and `POST /v1/messages` (Anthropic), as JSON or as
-an SSE stream of `--chunks` content events, from bytes prepared once at start-up. Optional
+an SSE stream of `--chunks` content events, `POST /v1/responses` (OpenAI's Responses API, JSON
+or its event stream) and `POST /v1/embeddings` (16 vectors of 1,536 dimensions in base64, what
+the `openai` SDK asks for by default), from bytes prepared once at start-up. Optional
 `--latency` (seconds between stream events, and before answering unless `--first-delay` says
 otherwise) and `--failure-rate` (503s).
 
@@ -13,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import random
+import struct
 from typing import Final
 
 import orjson
@@ -51,6 +55,51 @@ def _openai_events(chunks: int) -> list[bytes]:
     events = [event({"role": "assistant", "content": ""})]
     events += [event({"content": _WORDS[i % len(_WORDS)]}) for i in range(chunks)]
     events += [event({}, "stop"), b"data: [DONE]\n\n"]
+    return events
+
+
+def _embeddings_json(vectors: int = 16, dimensions: int = 1536) -> bytes:
+    vector = base64.b64encode(struct.pack(f"<{dimensions}f", *(i / dimensions for i in range(dimensions)))).decode()
+    data = [{"object": "embedding", "index": i, "embedding": vector} for i in range(vectors)]
+    usage = {"prompt_tokens": 4 * vectors, "total_tokens": 4 * vectors}
+    return orjson.dumps({"object": "list", "data": data, "model": "text-embedding-3-small", "usage": usage})
+
+
+def _response_object(text: str, status: str = "completed") -> dict[str, object]:
+    return {
+        "id": "resp_bench",
+        "object": "response",
+        "created_at": 1700000000,
+        "status": status,
+        "model": "gpt-4o",
+        "output": [
+            {
+                "type": "message",
+                "id": "msg_bench",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }
+        ],
+        "usage": {
+            "input_tokens": 12,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 20,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 32,
+        },
+    }
+
+
+def _responses_events(chunks: int) -> list[bytes]:
+    def event(name: str, data: dict[str, object]) -> bytes:
+        return b"event: " + name.encode() + b"\ndata: " + orjson.dumps({"type": name, **data}) + b"\n\n"
+
+    text = "".join(_WORDS[i % len(_WORDS)] for i in range(chunks))
+    where = {"item_id": "msg_bench", "output_index": 0, "content_index": 0}
+    events = [event("response.created", {"response": {**_response_object("", "in_progress"), "output": []}})]
+    events += [event("response.output_text.delta", {**where, "delta": _WORDS[i % len(_WORDS)]}) for i in range(chunks)]
+    events += [event("response.completed", {"response": _response_object(text)})]
     return events
 
 
@@ -218,6 +267,11 @@ def answers(chunks: int) -> dict[tuple[bytes, bool], list[bytes] | bytes]:
         (b"/v1/chat/completions", True): sse(_openai_events(chunks)),
         (b"/v1/messages", False): _response(b"200 OK", b"application/json", _anthropic_json()),
         (b"/v1/messages", True): sse(_anthropic_events(chunks)),
+        (b"/v1/responses", False): _response(
+            b"200 OK", b"application/json", orjson.dumps(_response_object("".join(_WORDS[:20])))
+        ),
+        (b"/v1/responses", True): sse(_responses_events(chunks)),
+        (b"/v1/embeddings", False): _response(b"200 OK", b"application/json", _embeddings_json()),
     }
 
 

@@ -2,7 +2,8 @@
 
 It is a plain ASGI callable rather than a Starlette app: it has a handful of endpoints, and on
 the hot path every layer counts. Each inbound protocol is a door (`routemw.doors`): OpenAI chat
-completions, and Anthropic's Messages API at `/v1/messages`. The gateway does the same for both
+completions, Anthropic's Messages API at `/v1/messages`, embeddings at `/v1/embeddings` and
+OpenAI's Responses API at `/v1/responses`. The gateway does the same for each
 (`_serve`): the drain's interrupt, authentication before the body, the body limit, the
 disconnect watch, the pipeline, the usage meter and record; the door reads the request and
 writes the reply and every error, those of the gateway's own steps included. It works mounted
@@ -29,12 +30,15 @@ import httpx
 import orjson
 
 from .accounts import Account, Authenticator, ConfigKeyStore, KeyStore, ScopeResolver
+from .affinity import AffinityMiddleware, AffinityStore, MemoryAffinity
 from .cancellation import DisconnectWatch
 from .config import BUILTIN_PROVIDERS, GatewayConfig, ProviderConfig, default_document, load_config
 from .dispatch import Dispatcher
 from .doors.base import Door
+from .doors.embeddings import EMBEDDINGS_PATH, EmbeddingsDoor
 from .doors.messages import COUNT_TOKENS_PATH, MESSAGES_PATH, MessagesDoor
 from .doors.openai import OpenAIDoor
+from .doors.responses import RESPONSES_PATH, ResponsesDoor
 from .errors import ConfigError, MethodNotAllowedError, NotFoundError, RouteMWError, echo
 from .http.asgi import Receive, Scope, Send, client_path, route_path
 from .http.body import ClientDisconnected, read_body
@@ -59,7 +63,7 @@ from .reply import Completion
 from .routing import Catalog
 from .routing.health import HealthStore, MemoryHealth
 from .shutdown import InFlight, Interrupt, ServerShuttingDownError
-from .state import RedisGuard, RedisHealth, RedisLimits, ping, redis_client
+from .state import RedisAffinity, RedisGuard, RedisHealth, RedisLimits, ping, redis_client
 from .telemetry import Readiness, Telemetry
 from .usage import JsonlSink, Meter, UsageCallback, UsageRecord, UsageSink, deliver, iso_time
 
@@ -90,6 +94,7 @@ class Gateway:
         on_usage: UsageCallback | None = None,
         usage_sinks: Sequence[UsageSink] = (),
         access_log: bool = False,
+        affinity: AffinityStore | None = None,
     ) -> None:
         """Build from a validated config.
 
@@ -115,6 +120,9 @@ class Gateway:
 
         `access_log=True` writes a line per finished request to the `routemw.access` logger
         (docs/production.md, Logs); `routemw serve` turns it on unless told not to.
+
+        `affinity` replaces the store of which provider made each Responses API answer
+        (`routemw.affinity`; in memory, or in Redis with `state.redis`).
         """
         self.config = config
         self.registry = registry if registry is not None else ProviderRegistry.default()
@@ -141,6 +149,9 @@ class Gateway:
                 cooldown=retry.cooldown,
                 max_cooldown=retry.cooldown_max,
             )
+        if affinity is None and state.redis is not None:
+            affinity = RedisAffinity(client=self.redis, prefix=state.redis.prefix, guard=self.state_guard)
+        self.affinity: AffinityStore = affinity if affinity is not None else MemoryAffinity()
         self.health: HealthStore = health or MemoryHealth(
             threshold=retry.cooldown_after, cooldown=retry.cooldown, max_cooldown=retry.cooldown_max
         )
@@ -188,6 +199,7 @@ class Gateway:
             NormalizeMiddleware(),
             ResolveMiddleware(self.catalog),
             CapabilityMiddleware(config.params.unsupported, model_policies),
+            AffinityMiddleware(self.affinity),
             *([LimitMiddleware(self.limits)] if limited else []),
             FallbackMiddleware(
                 timeout=retry.timeout,
@@ -233,6 +245,14 @@ class Gateway:
             max_body_bytes=config.server.max_body_bytes,
             upstream_limits=config.upstream,
         )
+        # Each pipeline path and the door that speaks its protocol (every error of a path, the
+        # gateway's own included, is in its door's envelope).
+        self._doors: dict[str, Door] = {
+            "/v1/chat/completions": self._openai_door,
+            MESSAGES_PATH: self._messages_door,
+            EMBEDDINGS_PATH: EmbeddingsDoor(),
+            RESPONSES_PATH: ResponsesDoor(keepalive=keepalive),
+        }
         self._front = self.telemetry.front(self._http)
 
     @classmethod
@@ -252,6 +272,7 @@ class Gateway:
         on_usage: UsageCallback | None = None,
         usage_sinks: Sequence[UsageSink] = (),
         access_log: bool = False,
+        affinity: AffinityStore | None = None,
     ) -> Gateway:
         """Load a YAML/JSON file or a mapping (None: the embedded default) and build a gateway."""
         env = os.environ if environ is None else environ
@@ -271,6 +292,7 @@ class Gateway:
             on_usage=on_usage,
             usage_sinks=usage_sinks,
             access_log=access_log,
+            affinity=affinity,
         )
 
     def _create_providers(self) -> dict[str, Provider]:
@@ -365,11 +387,14 @@ class Gateway:
         method = scope["method"]
         # The door is known from the path alone, before anything can fail, so that every error
         # (the refusal while draining, a 401 before the body, a 405) is in the client's protocol.
-        door: Door = self._messages_door if path in (MESSAGES_PATH, COUNT_TOKENS_PATH) else self._openai_door
+        door: Door | None = self._doors.get(path)
+        served = door is not None
+        if door is None:
+            door = self._messages_door if path == COUNT_TOKENS_PATH else self._openai_door
         try:
             if self._in_flight.closing:
                 raise ServerShuttingDownError()
-            if path == "/v1/chat/completions" or path == MESSAGES_PATH:
+            if served:
                 _require_method(method, "POST")
                 await self._serve(scope, receive, send, headers, request_id, door)
             elif path == COUNT_TOKENS_PATH:

@@ -36,6 +36,11 @@ class Capability(enum.StrEnum):
     LOGPROBS = "logprobs"  # logprobs: true, or top_logprobs
     MULTIPLE_CHOICES = "multiple_choices"  # n > 1
     REASONING_EFFORT = "reasoning_effort"  # reasoning_effort sent
+    # Kinds of model rather than features: a route serves `/v1/embeddings` only when its profile
+    # (or config) says `embeddings: true`, and such a route serves nothing else; `responses: false`
+    # marks an upstream without OpenAI's Responses API (`/v1/responses`).
+    EMBEDDINGS = "embeddings"
+    RESPONSES = "responses"
 
 
 # Limits are numbers, not flags: a request fits a target when it asks for no more than them.

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import orjson
 
@@ -26,7 +26,11 @@ from .duplicate_keys import first_duplicate_key
 from .errors import InvalidRequestError, echo
 from .native import NativeRequest
 
-__all__ = ["ChatRequest", "parse_chat_request"]
+__all__ = ["Affinity", "ChatRequest", "RequestKind", "check_unique_keys", "decode_object", "parse_chat_request"]
+
+# What a request asks for: a chat completion, embeddings (`/v1/embeddings`), or a response of
+# OpenAI's Responses API (`/v1/responses`). The canonical body has that kind's OpenAI shape.
+RequestKind = Literal["chat", "embeddings", "responses"]
 
 # JSON types, as Python sees them after decoding. bool is checked before int on purpose:
 # in Python `True` is an int, in JSON it is not.
@@ -101,6 +105,19 @@ def _type_error(param: str, expected: tuple[str, ...], actual: str) -> InvalidRe
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Affinity:
+    """State a request builds on that only the provider holding it can serve (see `routemw.affinity`).
+
+    `continues` names the provider-held objects the request refers to (`response:ID`,
+    `conversation:ID`); `remember` says the answer's id names such an object too, so the
+    gateway notes which provider made it.
+    """
+
+    continues: tuple[str, ...] = ()
+    remember: bool = False
+
+
 @dataclass(slots=True)
 class ChatRequest:
     """A validated chat completion request: the client's JSON object, and its bytes."""
@@ -110,6 +127,8 @@ class ChatRequest:
     # Set by a door other than OpenAI chat: the client's request before translation (see
     # `routemw.native`); an adapter that speaks that protocol sends it instead of `body`.
     native: NativeRequest | None = field(default=None, repr=False)
+    kind: RequestKind = "chat"
+    affinity: Affinity | None = None
 
     @property
     def model(self) -> str:
@@ -132,7 +151,8 @@ class ChatRequest:
 
     def without(self, *keys: str) -> ChatRequest:
         """A copy without `keys`; the original bytes no longer describe it, so they are not kept."""
-        return ChatRequest(body={k: v for k, v in self.body.items() if k not in keys}, native=self.native)
+        body = {k: v for k, v in self.body.items() if k not in keys}
+        return ChatRequest(body=body, native=self.native, kind=self.kind, affinity=self.affinity)
 
     def has(self, key: str) -> bool:
         """Whether the client sent `key` at all, whatever its value."""
@@ -141,17 +161,8 @@ class ChatRequest:
 
 def parse_chat_request(raw: bytes) -> ChatRequest:
     """Decode and check a request body; raise `InvalidRequestError` naming the bad field."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequestError(
-            f"We could not parse the JSON body of your request: {exc}.", code="invalid_json"
-        ) from exc
-    if not isinstance(body, dict):
-        raise InvalidRequestError(
-            f"The request body must be a JSON object, not {_json_type(body)}.", code="invalid_json"
-        )
-    _check_unique_keys(raw, body)
+    body = decode_object(raw)
+    check_unique_keys(raw, body)
     _check_model(body)
     _check_messages(body)
     for key, expected in _FIELD_TYPES.items():
@@ -162,7 +173,22 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
     return ChatRequest(body=body, raw=raw)
 
 
-def _check_unique_keys(raw: bytes, body: dict[str, Any]) -> None:
+def decode_object(raw: bytes) -> dict[str, Any]:
+    """The JSON object in `raw`; `InvalidRequestError` when it is not JSON or not an object."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(
+            f"We could not parse the JSON body of your request: {exc}.", code="invalid_json"
+        ) from exc
+    if not isinstance(body, dict):
+        raise InvalidRequestError(
+            f"The request body must be a JSON object, not {_json_type(body)}.", code="invalid_json"
+        )
+    return body
+
+
+def check_unique_keys(raw: bytes, body: dict[str, Any]) -> None:
     # The parsed body keeps the last of two equal keys, while the bytes forwarded keep both: what
     # routemw checks and what an upstream reads could differ. See `duplicate_keys`.
     try:

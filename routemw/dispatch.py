@@ -23,7 +23,9 @@ import anyio
 import httpx
 
 from .cancellation import deadline
+from .chat import ChatRequest
 from .config import UpstreamConfig
+from .embeddings import batches, join
 from .errors import Attempt, UpstreamError, UpstreamTimeoutError
 from .http.headers import id_value
 from .http.upstream import body_pieces, read_body, read_error_body, upstream_request_id
@@ -36,6 +38,7 @@ from .telemetry.tracing import Tracing
 __all__ = ["Dispatcher", "is_meaningful"]
 
 _DRAIN_SECONDS: Final = 0.05
+_EMBED_CONCURRENCY: Final = 4  # embeddings batches of one request in flight at once
 _TIMEOUT_TEXT: Final = {
     "provider": "did not answer within its timeout of",
     "deadline": "did not answer before the request's deadline, in",
@@ -74,9 +77,9 @@ class Dispatcher:
         started = time.monotonic()
         try:
             if self._tracing is None:
-                reply = await self._attempt(call, target)
+                reply = await self._call(call, target)
             else:
-                reply = await self._tracing.attempt(call, target, self._attempt)
+                reply = await self._tracing.attempt(call, target, self._call)
         except UpstreamError as exc:
             exc.scrub(self._secrets.get(target.provider.name, ()))
             call.attempts.append(
@@ -94,9 +97,51 @@ class Dispatcher:
         call.attempts.append(Attempt(target.provider.name, target.model, 200, None, None, time.monotonic() - started))
         return reply
 
-    async def _attempt(self, call: Call, target: Target) -> Reply:
+    async def _call(self, call: Call, target: Target) -> Reply:
+        """The upstream call(s) of one attempt: embeddings may take several batches."""
+        if call.request.kind == "embeddings":
+            return await self._embed(call, target)
+        return await self._attempt(call, target, call.request)
+
+    async def _embed(self, call: Call, target: Target) -> Reply:
+        """An embeddings request, in batches of the provider's limit when it is larger.
+
+        The batches run side by side (at most `_EMBED_CONCURRENCY` at once), each bounded like
+        any attempt by the provider's timeout and the request's one deadline; their answers are
+        joined in input order. The first failure cancels the rest and is the attempt's failure:
+        a client never gets some of its vectors.
+        """
+        limit = getattr(target.provider, "embedding_batch_limit", None)
+        parts = batches(call.request, limit) if isinstance(limit, int) and limit > 0 else [call.request]
+        if len(parts) == 1:
+            return await self._attempt(call, target, parts[0])
+        answers: list[Completion | None] = [None] * len(parts)
+        failure: list[BaseException] = []
+        slots = anyio.Semaphore(_EMBED_CONCURRENCY)
+
+        async def run(index: int, part: ChatRequest, scope: anyio.CancelScope) -> None:
+            async with slots:
+                try:
+                    reply = await self._attempt(call, target, part)
+                except UpstreamError as exc:
+                    if not failure:
+                        failure.append(exc)
+                    scope.cancel()
+                    return
+            if not isinstance(reply, Completion):
+                raise RuntimeError("an embeddings batch answered with a stream")
+            answers[index] = reply
+
+        async with anyio.create_task_group() as group:
+            for index, part in enumerate(parts):
+                group.start_soon(run, index, part, group.cancel_scope)
+        if failure:
+            raise failure[0]
+        return join([answer for answer in answers if answer is not None])
+
+    async def _attempt(self, call: Call, target: Target, chat: ChatRequest) -> Reply:
         provider = target.provider
-        request = provider.build_request(call.request, target)
+        request = provider.build_request(chat, target)
         # The gateway's request id goes upstream too, so the provider's logs can be matched to ours.
         request.headers["x-request-id"] = call.request_id
         if self._tracing is not None:
@@ -110,7 +155,7 @@ class Dispatcher:
         # For a stream the attempt ends at its first meaningful event, so a first-token timeout
         # bounds all of it: connecting, the status line and the wait for content alike.
         limits = {"provider": provider.timeout, "deadline": call.deadline - time.monotonic()}
-        if call.request.stream and self.first_token_timeout is not None:
+        if chat.stream and self.first_token_timeout is not None:
             limits["first_token"] = self.first_token_timeout
         binding = min(limits, key=limits.__getitem__)
         budget = limits[binding]
@@ -121,8 +166,8 @@ class Dispatcher:
                     if not 200 <= response.status_code < 300:
                         error_body = await read_error_body(response, _MAX_ERROR_BODY)
                         raise provider.error_from_response(response, error_body)
-                    if call.request.stream:
-                        translator = provider.stream_translator(call.request, target)
+                    if chat.stream:
+                        translator = provider.stream_translator(chat, target)
                         report_model = getattr(translator, "report_model", None)
                         if call.response_model is not None and report_model is not None:
                             report_model(call.response_model)
@@ -136,7 +181,7 @@ class Dispatcher:
                     body = await read_body(response, self.limits)
                     await response.aclose()
                     done = True
-                    completion = provider.parse_response(response, body, call.request, target)
+                    completion = provider.parse_response(response, body, chat, target)
                     name = call.response_model
                     if name is not None and completion.data.get("model", name) != name:
                         completion = _completion_renamed(provider, completion, name)

@@ -40,11 +40,15 @@ UsageCallback = Callable[["UsageRecord"], "Awaitable[None] | None"]
 
 
 def token_counts(usage: Any) -> TokenCounts | None:
-    """An OpenAI `usage` object as normalized counts; None when it is not one."""
+    """An OpenAI `usage` object as normalized counts; None when it is not one.
+
+    An embeddings `usage` has no `completion_tokens` (only `prompt_tokens` and `total_tokens`):
+    its output counts as none.
+    """
     if not isinstance(usage, Mapping):
         return None
     prompt = usage.get("prompt_tokens")
-    completion = usage.get("completion_tokens")
+    completion = usage.get("completion_tokens", 0 if "total_tokens" in usage else None)
     if not isinstance(prompt, int) or not isinstance(completion, int):
         return None
     prompt_details = usage.get("prompt_tokens_details")

@@ -861,17 +861,17 @@ async def test_an_unknown_model_is_a_404_model_not_found(upstream: FakeOpenAI) -
 
 
 async def test_an_unknown_path_is_a_404_envelope(upstream: FakeOpenAI) -> None:
-    driver = await ask(build(upstream), method="GET", path="/v1/embeddings")
+    driver = await ask(build(upstream), method="GET", path="/v1/audio/speech")
 
     assert driver.status == 404
     error = error_of(driver)
     assert error["type"] == "invalid_request_error"
-    assert "/v1/embeddings" in error["message"]
+    assert "/v1/audio/speech" in error["message"]
 
 
 @pytest.mark.parametrize(
     ("path", "root_path"),
-    [("/llm/v1", "/llm"), ("/v1", "/llm"), ("/llm/v1/embeddings", "/llm"), ("/v1/embeddings", "/llm")],
+    [("/llm/v1", "/llm"), ("/v1", "/llm"), ("/llm/v1/audio/speech", "/llm"), ("/v1/audio/speech", "/llm")],
 )
 async def test_a_404_under_a_root_path_names_the_path_the_client_used(
     upstream: FakeOpenAI, path: str, root_path: str

@@ -1,4 +1,4 @@
-"""Doors: inbound protocols other than OpenAI chat completions, each in its own package.
+"""Doors: inbound protocols other than OpenAI chat completions, each in its own module or package.
 
 A door owns its protocol at the edge and nowhere else. It parses a request into the canonical
 `ChatRequest` the pipeline carries (keeping the client's own request on `ChatRequest.native`),
@@ -8,4 +8,8 @@ request needs and costs, not how it was spelled. An adapter whose wire format is
 protocol gets the client's request untouched (`routemw.native.passes_through`).
 
 - `messages`: Anthropic's Messages API, `POST /v1/messages` and `/v1/messages/count_tokens`.
+- `embeddings`: `POST /v1/embeddings`, requests of kind `embeddings` (`ChatRequest.kind`) in
+  OpenAI's own shape; OpenAI-type routes pass them through, Gemini routes translate them.
+- `responses`: OpenAI's Responses API, `POST /v1/responses`, passed through to routes that
+  speak OpenAI's protocol; continuations pinned to their provider (`routemw.affinity`).
 """

@@ -13,6 +13,8 @@ request. Two cheap figures instead:
   body does not show, and 2,000 covers the largest per-image charge of the providers routemw
   speaks. Quotas and budgets reserve this, which is what makes "no overspend" hold.
 
+An embeddings request (`request.kind`) has no output: its estimate is its input alone.
+
 Output is the request's `max_completion_tokens` or `max_tokens`, else the largest `max_tokens`
 default among the candidate routes' `params` (or `limits.estimate_output_tokens` when some route
 has none), times `n`.
@@ -57,7 +59,10 @@ def estimate(request: ChatRequest, candidates: Sequence[Target], default_output:
     size = len(request.raw) if request.raw is not None else len(orjson.dumps(body))
     media = 0
     images = 0
-    for message in body["messages"]:
+    if request.kind == "embeddings":
+        likely = -(-size // 4)
+        return Estimate(input_likely=likely, input_bound=size, output=0, capped=True)
+    for message in body.get("messages") or ():
         content = message.get("content") if isinstance(message, dict) else None
         if not isinstance(content, list):
             continue

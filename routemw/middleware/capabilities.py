@@ -15,6 +15,11 @@ must translate it. A target that speaks the door's protocol gets the client's ow
 its upstream is the judge of it, exactly as if the client had called it directly; the canonical
 translation is not what it would receive. A translating target is refused for the fields the
 translation could not carry (`native.untranslatable`).
+
+The kind of request comes first (`ChatRequest.kind`): an embeddings request goes only to routes
+whose profile says `embeddings: true`, a chat request never to one of those, and a Responses
+request only to routes that pass it through (OpenAI's own protocol) and do not say
+`responses: false`. Each refusal names `model`: it is the model, not a field, that is wrong.
 """
 
 from __future__ import annotations
@@ -140,10 +145,24 @@ class CapabilityMiddleware:
         native = call.request.native
         kept: list[Target] = []
         refusals: list[Refusal] = []
+        kind = call.request.kind
         for target in call.candidates:
             policy = account.unsupported_params or self.model_policies.get(target.public_model) or self.policy
             verdict: Target | Refusal
-            if native is None:
+            embeddings = target.profile.support.get("embeddings") is True
+            if kind == "chat" and embeddings:
+                verdict = Refusal("model", f"route {target.key} serves embeddings, not chat")
+            elif kind == "embeddings":
+                verdict = target if embeddings else Refusal("model", f"route {target.key} is not an embeddings model")
+            elif kind == "responses":
+                verdict = (
+                    target
+                    if passes_through(target.provider, native)
+                    and not embeddings
+                    and target.profile.supports("responses") is not False
+                    else Refusal("model", f"route {target.key} has no Responses API")
+                )
+            elif native is None:
                 verdict = assess(target, request_needs, body, policy)
             elif passes_through(target.provider, native):
                 verdict = target

@@ -42,7 +42,7 @@ class StreamUsageMiddleware:
         extra = dict(options) if isinstance(options, dict) else {}
         # `native` stays: a door's passthrough target must still get the client's own request.
         body = {**request.body, "stream_options": {**extra, "include_usage": True}}
-        call.request = ChatRequest(body=body, native=request.native)
+        call.request = ChatRequest(body=body, native=request.native, kind=request.kind, affinity=request.affinity)
         try:
             reply = await next(call)
         finally:

@@ -125,13 +125,15 @@ class Tracing:
 
     async def attempt(self, call: Call, target: Target, run: Attempt) -> Reply:
         """`run(call, target)` inside a CLIENT span that ends with its outcome (a stream: when it ends)."""
+        # The conventions' operation names: Responses API calls are chat too.
+        operation = "embeddings" if call.request.kind == "embeddings" else "chat"
         attributes: dict[str, Any] = {
-            "gen_ai.operation.name": "chat",
+            "gen_ai.operation.name": operation,
             "gen_ai.provider.name": self._genai.get(target.provider.name, target.provider.name),
             "gen_ai.request.model": target.model,
             "routemw.provider": target.provider.name,
         }
-        span = self._tracer.start_span(f"chat {target.model}", kind=self._client, attributes=attributes)
+        span = self._tracer.start_span(f"{operation} {target.model}", kind=self._client, attributes=attributes)
         token = self._context.attach(self._trace.set_span_in_context(span))
         if not span.is_recording():
             # Sampled out: the span is only a context to send upstream (with its not-sampled

@@ -249,7 +249,7 @@ async def test_a_sampled_out_attempt_sends_its_context_upstream_and_leaves_the_s
         return stream
 
     target = SimpleNamespace(provider=SimpleNamespace(name="up"), model="gpt-4o")
-    reply = await tracing.attempt(SimpleNamespace(), target, run)  # type: ignore[arg-type]
+    reply = await tracing.attempt(SimpleNamespace(request=SimpleNamespace(kind="chat")), target, run)  # type: ignore[arg-type]
 
     assert reply is stream  # not wrapped: no per-chunk work for a span nobody records
     assert int(seen[0].rsplit("-", 1)[1], 16) & 1 == 0  # the context goes upstream, its sampled flag clear

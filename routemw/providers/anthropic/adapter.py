@@ -134,6 +134,7 @@ _SUPPORT: Final = {
     _C.LOGPROBS: False,
     _C.MULTIPLE_CHOICES: False,
     _C.REASONING_EFFORT: False,
+    _C.RESPONSES: False,
 }
 _RANGES: Final = MappingProxyType(
     {

@@ -16,6 +16,10 @@ may always answer with several calls and cannot be told not to.
 `logprobs` is accepted only so that `logprobs: false` passes; the `logprobs` capability is
 unsupported, so `true` is refused before translation.
 
+Embedding models (`gemini-embedding-*`, `text-embedding-*`, `embedding-*`) serve
+`/v1/embeddings` through `batchEmbedContents` (see `embeddings`); the Responses API has no
+Gemini equivalent, so every profile says `responses: false`.
+
 Limits and flags are declared for the Gemini families; other models the API serves (Gemma,
 tuned models) get the same translation flags and no limits, and may need config overrides.
 """
@@ -40,6 +44,7 @@ from ..classify import invalid_response, json_or_none
 from ..http_provider import HTTPProvider, path_segment
 from ..normalize import normalize_openai
 from ..sse_translator import SSETranslator
+from .embeddings import BATCH_LIMIT, completion_from_embeddings, embeddings_body
 from .errors import error_from_body, error_payload, gemini_error
 from .request import gemini_body
 from .response import GeminiStream, completion_from
@@ -64,6 +69,7 @@ _SUPPORT: Final = MappingProxyType(
         _C.AUDIO_INPUT.value: True,
         _C.LOGPROBS.value: False,
         _C.MULTIPLE_CHOICES.value: True,
+        _C.RESPONSES.value: False,
     }
 )
 ACCEPTED_PARAMS: Final = frozenset(
@@ -108,9 +114,16 @@ _FAMILIES: Final = (
 )
 
 
+# Google's embedding models: served by `/v1/embeddings` through `batchEmbedContents`, nothing else.
+_EMBEDDING_PREFIXES: Final = ("gemini-embedding-", "text-embedding-", "embedding-")
+_EMBEDDINGS: Final = Profile(support=MappingProxyType({_C.EMBEDDINGS.value: True, _C.RESPONSES.value: False}))
+
+
 def gemini_profile(model: str) -> Profile:
     """What the adapter can translate, with the output and context limits of known families."""
     name = model.removeprefix("models/")
+    if name.startswith(_EMBEDDING_PREFIXES):
+        return _EMBEDDINGS
     limits = next(((out, ctx) for prefix, out, ctx in _FAMILIES if name.startswith(prefix)), (None, None))
     return Profile(
         support=_SUPPORT,
@@ -126,6 +139,8 @@ def gemini_profile(model: str) -> Profile:
 class GeminiProvider(HTTPProvider):
     """Adapter for `type: gemini`: the Gemini API with an API key."""
 
+    embedding_batch_limit: Final = BATCH_LIMIT  # requests per batchEmbedContents call
+
     def __init__(self, config: ProviderConfig) -> None:
         base = (config.base_url or DEFAULT_BASE_URL).rstrip("/")
         self._root = base if base.endswith(("/v1beta", "/v1")) else f"{base}/v1beta"
@@ -133,13 +148,20 @@ class GeminiProvider(HTTPProvider):
         if config.api_key:
             headers["x-goog-api-key"] = config.api_key
         super().__init__(config, headers)
-        self._urls: dict[tuple[str, bool], httpx.URL] = {}
+        self._urls: dict[tuple[str, bool | str], httpx.URL] = {}
 
     def profile(self, model: str) -> Profile:
         return gemini_profile(model)
 
     def build_request(self, request: ChatRequest, target: Target) -> httpx.Request:
         model = target.model.removeprefix("models/")
+        if request.kind == "embeddings":
+            url = self._urls.get((model, "embed"))
+            if url is None:
+                url = self._urls[(model, "embed")] = httpx.URL(
+                    f"{self._root}/models/{path_segment(model)}:batchEmbedContents"
+                )
+            return self.post(url, False, orjson.dumps(embeddings_body(request.body, model, self._name)))
         body = gemini_body(normalize_openai(request.body, target), model)
         url = self._urls.get((model, request.stream))
         if url is None:
@@ -155,6 +177,8 @@ class GeminiProvider(HTTPProvider):
         data = self._decode(body)
         if error_payload(data) is not None:
             raise gemini_error(self._name, data, status=None)
+        if request.kind == "embeddings":
+            return completion_from_embeddings(data, request.body, target.model, self._name)
         if isinstance(data, list) and len(data) == 1:
             data = data[0]
         if not isinstance(data, dict):

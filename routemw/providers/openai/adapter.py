@@ -12,6 +12,10 @@ corporate proxy or a regional endpoint still gets `max_completion_tokens` and ha
 parameters checked before any upstream call; `none` (the default for every other URL) leaves
 every capability unknown. The base URL alone cannot tell a proxy in front of OpenAI from a vLLM.
 
+The same adapter serves `/v1/embeddings` (`{base_url}/embeddings`, the body passed through
+like a chat request's, at most 2,048 inputs a call) and OpenAI's Responses API
+(`{base_url}/responses`, see `responses`); `ChatRequest.kind` says which.
+
 Responses keep the upstream's bytes as well. Stream chunks are decoded (to find errors, the
 finish, and to skip Azure-style `choices: []` preambles) but forwarded as the upstream framed
 them unless something changed.
@@ -34,6 +38,7 @@ import orjson
 from ...capabilities import Profile
 from ...chat import ChatRequest
 from ...config import ProviderConfig
+from ...embeddings import MAX_INPUTS
 from ...errors import Action, ConfigError, UpstreamError
 from ...http.sse import ServerSentEvent
 from ...reply import Chunk, Completion
@@ -43,8 +48,10 @@ from ..http_provider import HTTPProvider
 from ..normalize import normalize_openai
 from ..sse_translator import SSETranslator
 from .profiles import official_profile
+from .responses import ResponsesStream, parse_response_body, renamed
+from .responses import native_body as responses_body
 
-__all__ = ["OpenAIProvider", "OpenAIStream", "register"]
+__all__ = ["OpenAIProvider", "OpenAIStream", "embeddings_body", "register"]
 
 DEFAULT_BASE_URL: Final = "https://api.openai.com/v1"
 PROFILES: Final = ("openai", "none")  # values of the `profiles` option
@@ -58,6 +65,9 @@ _MAX_ERROR_MESSAGE: Final = 2000
 class OpenAIProvider(HTTPProvider):
     """Adapter for `type: openai`: OpenAI itself and OpenAI-compatible servers."""
 
+    native_protocol: Final = "openai"  # Responses API requests pass through (see `responses`)
+    embedding_batch_limit: Final = MAX_INPUTS  # inputs per embeddings call
+
     def __init__(self, config: ProviderConfig, *, default_base_url: str = DEFAULT_BASE_URL) -> None:
         self._base_url = config.base_url or default_base_url
         default_profiles = "openai" if self._base_url == DEFAULT_BASE_URL else "none"
@@ -70,6 +80,8 @@ class OpenAIProvider(HTTPProvider):
             )
         self._openai_models = profiles == "openai"
         self._url = httpx.URL(self._base_url + "/chat/completions")
+        self._embeddings_url = httpx.URL(self._base_url + "/embeddings")
+        self._responses_url = httpx.URL(self._base_url + "/responses")
         # Configured headers come last, so a deployment can replace even the auth scheme.
         super().__init__(config, {**self.auth_headers(config), **{k.lower(): v for k, v in config.headers.items()}})
 
@@ -87,11 +99,25 @@ class OpenAIProvider(HTTPProvider):
     def url_for(self, target: Target) -> httpx.URL:
         return self._url
 
+    def embeddings_url(self, target: Target) -> httpx.URL:
+        return self._embeddings_url
+
+    def responses_url(self, target: Target) -> httpx.URL:
+        return self._responses_url
+
     def profile(self, model: str) -> Profile:
         return official_profile(model) if self._openai_models else Profile()
 
     def build_request(self, request: ChatRequest, target: Target) -> httpx.Request:
-        return self.post(self.url_for(target), request.stream, self.encode_body(request, target))
+        kind = request.kind
+        if kind == "chat":
+            return self.post(self.url_for(target), request.stream, self.encode_body(request, target))
+        if kind == "embeddings":
+            return self.post(self.embeddings_url(target), False, embeddings_body(request, target))
+        native = request.native
+        if native is None:
+            raise RuntimeError("a Responses API request without the client's own request")
+        return self.post(self.responses_url(target), request.stream, responses_body(native, target))
 
     def encode_body(self, request: ChatRequest, target: Target) -> bytes:
         body = normalize_openai(request.body, target)
@@ -103,12 +129,38 @@ class OpenAIProvider(HTTPProvider):
         return orjson.dumps(body)
 
     def parse_response(self, response: httpx.Response, body: bytes, request: ChatRequest, target: Target) -> Completion:
+        if request.kind == "embeddings":
+            return self._embeddings(body)
+        if request.kind == "responses":
+            return parse_response_body(self._name, body)
         data = json_or_none(body)
         if not isinstance(data, dict) or not _is_completion(data.get("choices")):
             raise invalid_response(self._name, "a response that is not a chat completion")
         return Completion(data=data, raw=body)
 
+    def _embeddings(self, body: bytes) -> Completion:
+        # The vectors are most of the body (16 of 1,536 dimensions in base64 are 130 kB) and the
+        # gateway needs none of them: OpenAI writes `model` and `usage` after `data`, so those
+        # are read from the tail and the bytes go on as they are (`native`). A body written in
+        # another order, or one that is not an embeddings list, is parsed and checked whole.
+        tail = _tail_fields(body)
+        if tail is not None and body[:1] == b"{" and b'"embedding"' in body:
+            return Completion(data={"object": "list", **tail}, native=body)
+        data = json_or_none(body)
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise invalid_response(self._name, "a response that is not an embeddings list")
+        if not all(isinstance(item, dict) and "embedding" in item for item in data["data"]):
+            raise invalid_response(self._name, "an embeddings list with an item that is not an embedding")
+        return Completion(data=data, raw=body)
+
+    def completion_with_model(self, completion: Completion, model: str) -> Completion:
+        """A Responses or embeddings answer (`native` bytes) reporting `model` (the dispatcher's
+        hook for `response_model`)."""
+        return renamed(completion, model)
+
     def stream_translator(self, request: ChatRequest, target: Target) -> StreamTranslator:
+        if request.kind == "responses":
+            return ResponsesStream(self._name)
         return OpenAIStream(self)
 
     def _chunk(self, data: bytes, model: str | None = None) -> Chunk | None:
@@ -270,6 +322,32 @@ def _has_finish(data: Mapping[str, Any]) -> bool:
     if not choices:
         return False
     return any(isinstance(c, dict) and c.get("finish_reason") is not None for c in choices)
+
+
+def _tail_fields(body: bytes) -> dict[str, Any] | None:
+    """`model` and `usage` read from the end of an embeddings answer, or None if they are not there."""
+    at = body.rfind(b'"model"')
+    if at < 0:
+        return None
+    try:
+        fields = orjson.loads(b"{" + body[at:])
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(fields, dict) or not isinstance(fields.get("usage"), dict) or "data" in fields:
+        return None
+    return fields
+
+
+def embeddings_body(request: ChatRequest, target: Target) -> bytes:
+    """The embeddings request for `target`: the client's bytes when nothing changes.
+
+    Route `params` fill fields the client did not send (`dimensions`, say).
+    """
+    body = request.body
+    defaults = {key: value for key, value in target.params.items() if key not in body}
+    if not defaults and body.get("model") == target.model and request.raw is not None:
+        return request.raw
+    return orjson.dumps({**body, **defaults, "model": target.model})
 
 
 def register(registry: Any) -> None:

@@ -16,6 +16,11 @@ name of dots alone, which the rule already refuses, has its dots escaped too, or
 normalisation would turn it into `..`), so a `Target` built by hand cannot leave the
 `deployments/` path either.
 
+Embeddings go to `.../deployments/{deployment}/embeddings` (or `/openai/v1/embeddings`). The
+Responses API belongs to the resource, not a deployment: `/openai/responses?api-version=...`
+(a preview version, 2025-03-01-preview or later, has it) or `/openai/v1/responses`, with the
+deployment as `model`.
+
 Streams: Azure opens with a `choices: []` chunk carrying only `prompt_filter_results` (dropped by
 the OpenAI adapter) and, in asynchronous-filter mode, ends with annotation-only chunks (empty
 `id`, empty deltas, no finish) after the finish chunk; those carry nothing for an OpenAI client
@@ -63,9 +68,16 @@ class AzureProvider(OpenAIProvider):
         if not isinstance(version, str) or not version:
             raise ConfigError([f"providers.{config.name}.api_version: expected a string such as {DEFAULT_API_VERSION}"])
         self._api_version = version
-        self._urls: dict[str, httpx.URL] = {}
+        self._urls: dict[tuple[str, str], httpx.URL] = {}
         if version == "v1":
             self._url = httpx.URL(f"{self._base_url}/openai/v1/chat/completions")
+            self._embeddings_url = httpx.URL(f"{self._base_url}/openai/v1/embeddings")
+            self._responses_url = httpx.URL(f"{self._base_url}/openai/v1/responses")
+        else:
+            # The Responses API is per resource, not per deployment: the deployment is `model`.
+            self._responses_url = httpx.URL(
+                f"{self._base_url}/openai/responses", params={"api-version": self._api_version}
+            )
 
     def auth_headers(self, config: ProviderConfig) -> dict[str, str]:
         # Key auth uses `api-key`; Entra ID tokens go in `headers: {Authorization: "Bearer ..."}`.
@@ -82,13 +94,21 @@ class AzureProvider(OpenAIProvider):
     def url_for(self, target: Target) -> httpx.URL:
         if self._api_version == "v1":
             return self._url
-        url = self._urls.get(target.model)
+        return self._deployment_url(target.model, "chat/completions")
+
+    def embeddings_url(self, target: Target) -> httpx.URL:
+        if self._api_version == "v1":
+            return self._embeddings_url
+        return self._deployment_url(target.model, "embeddings")
+
+    def _deployment_url(self, deployment: str, operation: str) -> httpx.URL:
+        url = self._urls.get((deployment, operation))
         if url is None:
             url = httpx.URL(
-                f"{self._base_url}/openai/deployments/{path_segment(target.model)}/chat/completions",
+                f"{self._base_url}/openai/deployments/{path_segment(deployment)}/{operation}",
                 params={"api-version": self._api_version},
             )
-            self._urls[target.model] = url
+            self._urls[(deployment, operation)] = url
         return url
 
     def profile(self, model: str) -> Profile:

@@ -60,8 +60,12 @@ def _reasoning(max_output: int, context: int, **support: bool) -> Profile:
     )
 
 
+# Embedding models serve `/v1/embeddings` and nothing else.
+_EMBEDDINGS: Final = Profile(support=MappingProxyType({_C.EMBEDDINGS.value: True}))
+
 # Longest prefix wins; more specific families come first.
 _FAMILIES: Final = (
+    ("text-embedding-", _EMBEDDINGS),
     ("gpt-5-chat", _chat(16_384, 128_000)),
     ("gpt-5", _reasoning(128_000, 400_000)),
     ("o4-mini", _reasoning(100_000, 200_000)),
