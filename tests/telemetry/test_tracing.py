@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import opentelemetry.propagate
 import opentelemetry.trace
 import orjson
 import pytest
+from fake_doors import FakeGeminiEmbed
 from fakes import AsgiDriver, FakeOpenAI, answer_error, drive
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -16,6 +18,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from telemetry_fixtures import AUTH, CHAT, MESSAGES, MESSAGES_AUTH, QUESTION, STREAM_CHAT, build, document
 
+from routemw import Gateway
 from routemw.telemetry.tracing import CAPTURE_CONTENT_VARIABLE
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -254,3 +257,22 @@ async def test_a_sampled_out_attempt_sends_its_context_upstream_and_leaves_the_s
     assert reply is stream  # not wrapped: no per-chunk work for a span nobody records
     assert int(seen[0].rsplit("-", 1)[1], 16) & 1 == 0  # the context goes upstream, its sampled flag clear
     assert exporter.get_finished_spans() == ()
+
+
+async def test_an_embeddings_request_in_batches_is_one_client_span_named_for_its_operation(
+    spans: InMemorySpanExporter,
+) -> None:
+    gemini = FakeGeminiEmbed()
+    config = {
+        "providers": {"gm": gemini.provider_config},
+        "models": {"embed": {"routes": [{"provider": "gm", "model": "gemini-embedding-001"}]}},
+    }
+    gateway = Gateway.from_config(config, environ={}, transport=httpx.MockTransport(gemini))
+    body = {"model": "embed", "input": [f"doc {i}" for i in range(150)]}  # two calls: Gemini takes 100 a call
+    answer = await drive(gateway, path="/v1/embeddings", json=body)
+
+    assert answer.status == 200, answer.body
+    assert len(gemini.requests) == 2
+    _, (client,) = by_kind(spans)
+    assert client.name == "embeddings gemini-embedding-001"
+    assert attributes(client)["gen_ai.operation.name"] == "embeddings"
