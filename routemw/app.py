@@ -29,7 +29,7 @@ import anyio
 import httpx
 import orjson
 
-from .accounts import Account, Authenticator, ConfigKeyStore, KeyStore, ScopeResolver
+from .accounts import Authenticator, ConfigKeyStore, KeyStore, ScopeResolver
 from .affinity import AffinityMiddleware, AffinityStore, MemoryAffinity
 from .cancellation import DisconnectWatch
 from .config import BUILTIN_PROVIDERS, GatewayConfig, ProviderConfig, default_document, load_config
@@ -53,19 +53,20 @@ from .middleware import (
     ResolveMiddleware,
     RetryMiddleware,
 )
-from .middleware.resolve import model_not_found
 from .middleware.stream_usage import StreamUsageMiddleware
 from .pipeline import Call, Handler, Middleware, compose
 from .prices import PriceTable
 from .providers.base import Provider
 from .providers.registry import ProviderRegistry
+from .record import usage_record
 from .reply import Completion
 from .routing import Catalog
+from .routing.cards import ModelCards
 from .routing.health import HealthStore, MemoryHealth
 from .shutdown import InFlight, Interrupt, ServerShuttingDownError
 from .state import RedisAffinity, RedisGuard, RedisHealth, RedisLimits, ping, redis_client
 from .telemetry import Readiness, Telemetry
-from .usage import JsonlSink, Meter, UsageCallback, UsageRecord, UsageSink, deliver, iso_time
+from .usage import JsonlSink, Meter, UsageCallback, UsageSink, deliver
 
 __all__ = ["Gateway"]
 
@@ -193,7 +194,6 @@ class Gateway:
             self.readiness.add("redis", self._redis_ready)
         self.metrics_app = self.telemetry.metrics_app
         self._recording = self._subscribed or self.telemetry.records
-        self._pricing = {entry.id: self._card_price(entry.targets) for entry in self.catalog}
         defaults: list[Middleware] = [
             AuthMiddleware(self.authenticator),
             NormalizeMiddleware(),
@@ -233,7 +233,7 @@ class Gateway:
         self._transport = transport
         self._owns_transport = transport is None
         self._in_flight = InFlight()
-        self._created = int(time.time())
+        self._cards = ModelCards(self.catalog, self.prices, created=int(time.time()))
         self._next_request_id: Callable[[], str] = _request_ids()
         keepalive = config.server.keepalive
         self._openai_door = OpenAIDoor(keepalive=keepalive)
@@ -403,8 +403,7 @@ class Gateway:
             elif path == "/v1/models":
                 _require_method(method, "GET")
                 account = await self.authenticator.authenticate(headers, scope)
-                cards = [self._card(entry.id) for entry in self.catalog if account.may_use(entry.id)]
-                await send_json(send, 200, orjson.dumps({"object": "list", "data": cards}), response_headers)
+                await send_json(send, 200, self._cards.listing(account), response_headers)
             elif path == "/v1/key":
                 _require_method(method, "GET")
                 account = await self.authenticator.authenticate(headers, scope)
@@ -413,7 +412,7 @@ class Gateway:
             elif path.startswith("/v1/models/"):
                 _require_method(method, "GET")
                 account = await self.authenticator.authenticate(headers, scope)
-                await send_json(send, 200, self._model_card(path[len("/v1/models/") :], account), response_headers)
+                await send_json(send, 200, self._cards.one(path[len("/v1/models/") :], account), response_headers)
             else:
                 # The path as the client sent it, mount prefix included, not the route below it.
                 raise NotFoundError(f"Invalid URL ({echo(method)} {echo(client_path(scope))})", code="unknown_url")
@@ -509,41 +508,17 @@ class Gateway:
         self, call: Call | None, request_id: str, arrived: float, status: int | None, error: str | None, scope: Scope
     ) -> None:
         """Build the request's usage record and hand it to every subscriber."""
-        meter = call.meter if call is not None else None
-        counts = meter.counts if meter is not None else None
-        if meter is not None and meter.error_code is not None:
-            error = meter.error_code  # the stream failed after it started
-        if status is None:
-            status, error = 499, error or "client_disconnected"
         target = call.target if call is not None else None
-        price = self.limits.price(target) if target is not None else None
-        stream = call.request.stream if call is not None else None
-        first = meter.first_chunk if meter is not None and stream else None
-        started = call.started if call is not None else time.monotonic()
-        account = getattr(call.account, "name", None) if call is not None else None
-        record = UsageRecord(
+        record = usage_record(
+            call,
             request_id=request_id,
-            time=iso_time(arrived),
-            account=account,
-            model=call.request.model if call is not None else None,
-            provider=target.provider.name if target is not None else None,
-            upstream_model=target.model if target is not None else None,
-            prompt_tokens=counts.prompt if counts is not None else None,
-            cached_tokens=counts.cached if counts is not None else None,
-            completion_tokens=counts.completion if counts is not None else None,
-            reasoning_tokens=counts.reasoning if counts is not None else None,
-            cost_usd=price.cost(counts) / 1_000_000 if price is not None and counts is not None else None,
+            arrived=arrived,
             status=status,
-            error_code=error,
-            attempts=len(call.attempts) if call is not None else 0,
-            latency_ms=round((time.monotonic() - started) * 1000, 3),
-            ttft_ms=round((first - started) * 1000, 3) if first is not None else None,
-            stream=stream,
+            error=error,
             method=scope["method"],
             path=client_path(scope),
-            fallbacks=int(call.response_headers.get("x-routemw-fallbacks", 0)) if call is not None else 0,
-            limit=getattr(call.error, "limit", None) if call is not None else None,
-            trace=call.trace() if call is not None and self._subscribed else None,
+            price=self.limits.price(target) if target is not None else None,
+            with_trace=self._subscribed,
         )
         if self.telemetry.records:
             self.telemetry.finish(record, call)  # first: metrics count it before anything can suspend
@@ -567,25 +542,6 @@ class Gateway:
         without this each would number its requests from the same prefix and counter.
         """
         self._next_request_id = _request_ids()
-
-    def _card_price(self, targets: Sequence[Any]) -> dict[str, float] | None:
-        """The price of a model's first route, for its `/v1/models` card (None: unknown)."""
-        if not targets:
-            return None
-        first = targets[0]
-        price = self.prices.lookup(first.provider.name, first.model, first.public_model)
-        return price.card() if price is not None else None
-
-    def _card(self, model: str) -> dict[str, Any]:
-        entry = self.catalog.get(model)
-        assert entry is not None
-        return {**entry.card(self._created), "pricing": self._pricing.get(model)}
-
-    def _model_card(self, model: str, account: Account) -> bytes:
-        entry = self.catalog.get(model)
-        if entry is None or not account.may_use(model):
-            raise model_not_found(model)
-        return orjson.dumps(self._card(model))
 
 
 def _credentials(provider: ProviderConfig) -> tuple[str, ...]:
