@@ -80,7 +80,7 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"process {process.args} exited with {process.returncode}")
+            raise RuntimeError(f"process {process.args!r} exited with {process.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
@@ -235,6 +235,8 @@ def routemw_config(
     models: dict[str, Any] = {"gpt-4o": {"routes": [{"provider": "up", "model": "gpt-4o"}]}}
     embedding = {"provider": "up", "model": "text-embedding-3-small", "capabilities": {"embeddings": True}}
     models["text-embedding-3-small"] = {"routes": [embedding]}
+    providers["gemini"] = {"type": "gemini", "base_url": f"http://127.0.0.1:{upstream}", "api_key": "sk-bench-g"}
+    models["gemini"] = {"routes": [{"provider": "gemini", "model": "gemini-2.5-flash"}]}
     if anthropic:
         providers["claude"] = {"type": "anthropic", "base_url": f"http://127.0.0.1:{upstream}", "api_key": "sk-bench-a"}
         models["claude"] = {"routes": [{"provider": "claude", "model": "claude-sonnet-4-5"}]}
@@ -246,6 +248,7 @@ def routemw_config(
             "routes": [{"provider": "up", "model": "gpt-4o", "limits": ROUTE_LIMITS}],
         }
         models.pop("claude", None)
+        models.pop("gemini", None)
     config: dict[str, Any] = {
         "server": {"host": "127.0.0.1", "port": port},
         "providers": providers,
@@ -381,6 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             target = Target("routemw" + suffix, port, gateway.pid, "gpt-4o", auth, server=server)
             targets.append(target)
             gateways.append(target)
+            if server == "uvicorn" and every:
+                targets.append(Target("routemw -> gemini", port, gateway.pid, "gemini", auth, server=server))
             if anthropic and server == "uvicorn" and every:
                 targets.append(Target("routemw -> anthropic", port, gateway.pid, "claude", auth, server=server))
                 messages = "/v1/messages"
@@ -447,8 +452,19 @@ REDIS_LIMITED = "routemw + limits on Redis"
 REDIS_WORKERS = "routemw + limits on Redis, 2 workers"
 
 
+# What each feature's issue asks of it, for the summary table: (ratio to what, at least or at most).
+AIMS: dict[str, str] = {
+    "routemw + limits": ">= 0.90x passthrough (JSON)",
+    REDIS_LIMITED: ">= 0.75x passthrough (JSON)",
+    REDIS_WORKERS: ">= 1.5x one worker on Redis (JSON)",
+    "routemw + telemetry": ">= 0.85x passthrough (JSON)",
+    "embeddings x16": "CPU <= passthrough's",
+}
+
+
 def report(targets: list[Target], args: argparse.Namespace) -> None:
     print(f"routemw benchmark: {args.rounds} rounds, {os.cpu_count()} cores, loopback, zero-latency upstream\n")
+    tallies: dict[bool, dict[str, Tally]] = {}
     for stream in (False,) if args.limits_only else (False, True):
         kind = "SSE (20 chunks)" if stream else "JSON"
         throughput = {t.name: Tally() for t in targets}
@@ -464,6 +480,7 @@ def report(targets: list[Target], args: argparse.Namespace) -> None:
                     continue
                 result, cpu = load(target, stream=stream, concurrency=1, count=args.latency_count)
                 latency[target.name].add(result, cpu)
+        tallies[stream] = throughput
         floors = {t.server: throughput[t.name].rate() for t in targets if t.name.startswith("bare proxy")}
         direct_p50 = latency["direct"].percentile(latency["direct"].latencies, 0.5)
         print(f"{kind}")
@@ -511,6 +528,40 @@ def report(targets: list[Target], args: argparse.Namespace) -> None:
             ratio = throughput["routemw"].rate() / throughput["routemw (baseline)"].rate()
             print(f"baseline: {'SSE' if stream else 'JSON'} @32 of routemw = {ratio:.2f}x the baseline checkout")
         print()
+    features(targets, tallies)
+
+
+def features(targets: Sequence[Target], tallies: dict[bool, dict[str, Tally]]) -> None:
+    """The one table of what each feature costs: every target, JSON and SSE side by side.
+
+    Each rate as a ratio to the floor on uvicorn and to routemw's plain passthrough (also on
+    uvicorn), with the server CPU per request; the last column is what the feature's issue aims for.
+    """
+    print("What each feature costs (throughput @32; ratios to the uvicorn floor and to routemw's passthrough)")
+    print(
+        "| target | JSON req/s | x floor | x passthrough | CPU ms/req "
+        "| SSE streams/s | x floor | x passthrough | CPU ms/stream | aim |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for target in targets:
+        if target.name == "direct":
+            continue
+        cells: list[str] = []
+        for stream in (False, True):
+            tally = tallies.get(stream, {}).get(target.name)
+            floor = tallies.get(stream, {}).get("bare proxy")
+            passthrough = tallies.get(stream, {}).get("routemw")
+            if tally is None or not tally.count or floor is None or passthrough is None:
+                cells += ["", "", "", ""]
+                continue
+            cells += [
+                f"{tally.rate():,.0f}",
+                f"{tally.rate() / floor.rate():.2f}",
+                f"{tally.rate() / passthrough.rate():.2f}",
+                f"{1000 * tally.cpu / tally.count:.2f}",
+            ]
+        print(f"| {target.name} | {' | '.join(cells)} | {AIMS.get(target.name, '')} |")
+    print()
 
 
 def soak(target: Target, total: int) -> None:

@@ -1,8 +1,9 @@
 """A fake LLM upstream cheap enough never to be the bottleneck.
 
 A bare asyncio protocol speaking just enough HTTP/1.1 (keep-alive, Content-Length bodies) to
-answer `POST /v1/chat/completions` (OpenAI) and `POST /v1/messages` (Anthropic), as JSON or as
-an SSE stream of `--chunks` content events, `POST /v1/responses` (OpenAI's Responses API, JSON
+answer `POST /v1/chat/completions` (OpenAI), `POST /v1/messages` (Anthropic) and Gemini's
+`generateContent` / `streamGenerateContent?alt=sse` for `gemini-2.5-flash`, as JSON or as an SSE
+stream of `--chunks` content events, `POST /v1/responses` (OpenAI's Responses API, JSON
 or its event stream) and `POST /v1/embeddings` (16 vectors of 1,536 dimensions in base64, what
 the `openai` SDK asks for by default), from bytes prepared once at start-up. Optional
 `--latency` (seconds between stream events, and before answering unless `--first-delay` says
@@ -122,7 +123,7 @@ def _anthropic_events(chunks: int) -> list[bytes]:
     def event(name: str, data: dict[str, object]) -> bytes:
         return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
-    message = {
+    message: dict[str, object] = {
         "id": "msg_bench",
         "type": "message",
         "role": "assistant",
@@ -155,6 +156,28 @@ def _anthropic_events(chunks: int) -> list[bytes]:
         event("message_stop", {"type": "message_stop"}),
     ]
     return events
+
+
+GEMINI_MODEL: Final = b"/v1beta/models/gemini-2.5-flash"
+
+
+def _gemini_chunk(text: str, *, last: bool) -> dict[str, object]:
+    """One `GenerateContentResponse`, shaped like the recordings (usage on every chunk, final counts last)."""
+    candidate: dict[str, object] = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+    usage: dict[str, object] = {"promptTokenCount": 12, "totalTokenCount": 12}
+    if last:
+        candidate["finishReason"] = "STOP"
+        usage = {"promptTokenCount": 12, "candidatesTokenCount": 20, "totalTokenCount": 32}
+    version = {"modelVersion": "gemini-2.5-flash", "responseId": "bench"}
+    return {"candidates": [candidate], "usageMetadata": usage, **version}
+
+
+def _gemini_events(chunks: int) -> list[bytes]:
+    # Gemini separates its SSE events with CRLF pairs, as the recordings show.
+    return [
+        b"data: " + orjson.dumps(_gemini_chunk(_WORDS[i % len(_WORDS)], last=i == chunks - 1)) + b"\r\n\r\n"
+        for i in range(chunks)
+    ]
 
 
 def _response(status: bytes, content_type: bytes, body: bytes) -> bytes:
@@ -272,6 +295,14 @@ def answers(chunks: int) -> dict[tuple[bytes, bool], list[bytes] | bytes]:
         ),
         (b"/v1/responses", True): sse(_responses_events(chunks)),
         (b"/v1/embeddings", False): _response(b"200 OK", b"application/json", _embeddings_json()),
+        # Gemini says streaming in the path, not the body, so both keys; paths are matched lowercased.
+        **{
+            (GEMINI_MODEL + b":generatecontent", stream): _response(
+                b"200 OK", b"application/json", orjson.dumps(_gemini_chunk("".join(_WORDS[:20]), last=True))
+            )
+            for stream in (False, True)
+        },
+        **{(GEMINI_MODEL + b":streamgeneratecontent", stream): sse(_gemini_events(chunks)) for stream in (False, True)},
     }
 
 

@@ -19,7 +19,8 @@ def test_benchmark_smoke_runs_every_target_without_errors() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = [line for line in result.stdout.splitlines() if line.startswith("| ") and not line.startswith("| target")]
+    details, summary = result.stdout.split("What each feature costs", 1)
+    rows = [line for line in details.splitlines() if line.startswith("| ") and not line.startswith("| target")]
     targets = {row.split("|")[1].strip() for row in rows}
     assert {
         "direct",
@@ -27,6 +28,8 @@ def test_benchmark_smoke_runs_every_target_without_errors() -> None:
         "routemw",
         "bare proxy on granian",
         "routemw on granian",
+        "routemw -> gemini",
+        "routemw + limits",
         "routemw + telemetry",
     } <= targets
     json_only = {"embeddings x16"}  # no stream to measure
@@ -34,6 +37,11 @@ def test_benchmark_smoke_runs_every_target_without_errors() -> None:
     assert len(rows) == 2 * len(targets) - len(json_only)  # a JSON and an SSE row for each other target
     for row in rows:
         assert row.rstrip(" |").rsplit("|", 1)[1].strip() == "0", f"requests failed: {row}"
+    # The one table: every target but the upstream itself, each with a ratio to routemw's passthrough.
+    table = [line.split("|") for line in summary.splitlines() if line.startswith("| ") and "target" not in line]
+    assert {cells[1].strip() for cells in table} == targets - {"direct"}
+    passthrough = next(cells for cells in table if cells[1].strip() == "routemw")
+    assert passthrough[4].strip() == passthrough[8].strip() == "1.00"
     assert "soak:" in result.stdout
 
 
