@@ -13,7 +13,8 @@
     ├── UpstreamError               one attempt at one provider failed; carries an `Action`
     │   └── UpstreamTimeoutError      the attempt ran out of time
     ├── AllTargetsFailedError       every candidate was tried; carries the attempt log
-    └── StateUnavailableError       503, the shared state store is away and `state.on_error` is closed
+    ├── StateUnavailableError       503, the shared state store is away and `state.on_error` is closed
+    └── ServerShuttingDownError     503, the server is draining (see `routemw.shutdown`)
 
     ConfigError                     startup only; lists every problem found, never rendered
 
@@ -55,6 +56,7 @@ __all__ = [
     "QuotaExceededError",
     "RateLimitError",
     "RouteMWError",
+    "ServerShuttingDownError",
     "StateUnavailableError",
     "UpstreamError",
     "UpstreamTimeoutError",
@@ -335,6 +337,17 @@ class StateUnavailableError(RouteMWError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message, headers={"retry-after": str(max(1, math.ceil(retry_after)))})
         self.retry_after = retry_after
+
+
+class ServerShuttingDownError(RouteMWError):
+    """503: the server is shutting down; the request was refused, or ended at the drain deadline."""
+
+    status_code = 503
+    error_type = "server_error"
+    code = "server_shutting_down"
+
+    def __init__(self, message: str = "The server is shutting down; send the request again.") -> None:
+        super().__init__(message)
 
 
 class ConfigError(Exception):

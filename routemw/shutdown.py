@@ -32,8 +32,11 @@ from typing import Any, Final
 
 import anyio
 
-from .errors import RouteMWError
+from .errors import ServerShuttingDownError
 
+# The error lives with the others in `errors`; it is still exported from here only because
+# `routemw.app` imports it from this module. Drop it from `__all__` once app.py imports it from
+# `routemw.errors`.
 __all__ = ["InFlight", "Interrupt", "ServerShuttingDownError"]
 
 # After the deadline, how long the interrupted requests get to write their last message. They
@@ -46,17 +49,6 @@ def _current_task() -> asyncio.Task[Any] | None:
         return asyncio.current_task()
     except RuntimeError:
         return None  # not on asyncio
-
-
-class ServerShuttingDownError(RouteMWError):
-    """503: the server is shutting down; the request was refused, or ended at the drain deadline."""
-
-    status_code = 503
-    error_type = "server_error"
-    code = "server_shutting_down"
-
-    def __init__(self, message: str = "The server is shutting down; send the request again.") -> None:
-        super().__init__(message)
 
 
 class Interrupt:

@@ -19,7 +19,8 @@ from test_app import STREAM_CHAT, build, error_of, start, upstream_payloads
 
 from routemw import ConfigError
 from routemw.config import load_config
-from routemw.shutdown import Interrupt, ServerShuttingDownError
+from routemw.errors import ServerShuttingDownError
+from routemw.shutdown import Interrupt
 
 CHAT: dict[str, Any] = {k: v for k, v in STREAM_CHAT.items() if k != "stream"}
 SSE = recording("openai/stream-text.sse")

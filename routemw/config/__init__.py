@@ -1,7 +1,7 @@
 """Configuration: the schema, the loader, and the embedded default."""
 
 from .default import default_document
-from .loader import BUILTIN_PROVIDERS, ProviderTypes, load_config
+from .loader import load_config
 from .schema import (
     AuthConfig,
     GatewayConfig,
@@ -14,6 +14,7 @@ from .schema import (
     ServerConfig,
     UpstreamConfig,
 )
+from .sections import BUILTIN_PROVIDERS, ProviderTypes
 
 __all__ = [
     "BUILTIN_PROVIDERS",

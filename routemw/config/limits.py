@@ -1,6 +1,6 @@
 """Readers for the `limits`, `prices` and `usage` sections and a key's `expires`.
 
-They live apart from the loader so the loader only names where each section goes. A budget is
+They live apart from `sections` so that it only names where each section goes. A budget is
 read in USD and kept as integer micro-USD, the unit every cost is computed in, so that summing
 many small costs never drifts the way float dollars do.
 """

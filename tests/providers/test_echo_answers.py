@@ -276,8 +276,22 @@ async def test_a_named_function_missing_from_tools_is_refused() -> None:
     assert error["param"] == "tool_choice" and "nope" in error["message"]
 
 
-async def test_required_without_tools_answers_text() -> None:
-    data = await complete(chat(tool_choice="required"))
+@pytest.mark.parametrize(
+    "tool_choice", ["required", {"type": "function", "function": {"name": "get_time"}}, "auto", "none"]
+)
+@pytest.mark.parametrize("tools", [None, []])
+async def test_a_tool_choice_without_tools_is_refused_as_openai_refuses_it(tool_choice: Any, tools: Any) -> None:
+    body = chat(tool_choice=tool_choice) if tools is None else chat(tool_choice=tool_choice, tools=tools)
+    error = await refusal(body)
+
+    assert error["param"] == "tool_choice"
+    assert error["message"] == (
+        "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified."
+    )
+
+
+async def test_a_null_tool_choice_without_tools_answers_text() -> None:
+    data = await complete(chat(tool_choice=None))
 
     assert data["choices"][0]["message"]["content"] == "one two three"
 

@@ -113,3 +113,15 @@ async def test_a_streamed_forced_tool_call_passes_through_the_gateway() -> None:
     chunks = [orjson.loads(p) for p in driver.payloads()[:-1]]
     finishes = {(c["choices"][0]["index"], c["choices"][0]["finish_reason"]) for c in chunks if c["choices"]}
     assert {(0, "tool_calls"), (1, "tool_calls")} <= finishes
+
+
+async def test_a_forced_tool_choice_without_tools_reaches_echo_and_is_refused_with_its_400() -> None:
+    # The gateway's own checks let the request through (it is well-typed); the 400 is echo's, as
+    # it would be OpenAI's, and it reaches the client as a client error naming the field.
+    gw = gateway()
+    driver = await drive(gw, json=chat(tool_choice="required"))
+
+    assert driver.status == 400
+    error = driver.json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", "tool_choice")
+    assert len(received(gw)) == 1

@@ -42,10 +42,11 @@ from ...pipeline import Call
 from ...providers.base import Target
 from ...reply import Completion, Reply
 from ...routing import Catalog
+from .check import check_count
 from .errors import error_body, error_status
 from .estimate import estimate_input_tokens
 from .events import MessageEvents
-from .parse import FORWARDED_HEADERS, PROTOCOL, check_count, decode, parse_messages_request
+from .parse import FORWARDED_HEADERS, PROTOCOL, decode, parse_messages_request
 from .render import render_message
 
 __all__ = ["COUNT_TOKENS_PATH", "MESSAGES_PATH", "MessagesDoor"]

@@ -17,6 +17,7 @@ What the answer is, first rule that applies:
 3. in a JSON mode, the user's last message if it is a JSON object (valid against the schema for
    `json_schema`), else the smallest valid instance of the schema (`{}` for `json_object`);
 4. the user's last message.
+A `tool_choice` without `tools` is refused with a 400 naming `tool_choice`, as OpenAI refuses it.
 Then `stop` sequences cut the content before the first of them (not tool arguments: OpenAI
 does not apply them there), and the token limit applies. Every choice of `n` is the same:
 echo is deterministic.
@@ -39,6 +40,9 @@ __all__ = ["MAX_CHOICES", "Answer", "BadRequest", "Choice", "answer", "tokens"]
 
 MAX_CHOICES: Final = 128  # OpenAI's bound for `n`; also keeps a huge `n` from costing memory
 _TOKEN: Final = re.compile(r"\s*\S+")
+_CHOICE_WITHOUT_TOOLS: Final = (
+    "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified."
+)
 
 
 class BadRequest(Exception):
@@ -143,6 +147,10 @@ def _before_stop(text: str, stop: Any) -> str:
 
 def _forced_tool(body: Mapping[str, Any], step: EchoStep) -> tuple[str, Any] | None:
     """The function to call and its parameters schema, or None for a text answer."""
+    if body.get("tool_choice") is not None and not body.get("tools"):
+        # OpenAI refuses any `tool_choice` without `tools`, before the model runs, and whatever
+        # the value: a forced choice has nothing to call, and even `auto` or `none` is refused.
+        raise BadRequest(_CHOICE_WITHOUT_TOOLS, "tool_choice")
     tools = dict(_function_tools(body.get("tools")))
     if step.tool_call:
         if step.tool_call is True:
@@ -153,7 +161,7 @@ def _forced_tool(body: Mapping[str, Any], step: EchoStep) -> tuple[str, Any] | N
         return step.tool_call, tools.get(step.tool_call, {})
     choice = body.get("tool_choice")
     if choice == "required":
-        # Without tools there is nothing to call; OpenAI refuses that, echo answers text.
+        # `tools` holds no function (only tools of other types): nothing echo can call.
         return next(iter(tools.items())) if tools else None
     if not isinstance(choice, dict):
         return None
