@@ -39,7 +39,7 @@ from .doors.embeddings import EMBEDDINGS_PATH, EmbeddingsDoor
 from .doors.messages import COUNT_TOKENS_PATH, MESSAGES_PATH, MessagesDoor
 from .doors.openai import OpenAIDoor
 from .doors.responses import RESPONSES_PATH, ResponsesDoor
-from .errors import ConfigError, MethodNotAllowedError, NotFoundError, RouteMWError, echo
+from .errors import ConfigError, MethodNotAllowedError, NotFoundError, RouteMWError, ServerShuttingDownError, echo
 from .http.asgi import Receive, Scope, Send, client_path, route_path
 from .http.body import ClientDisconnected, read_body
 from .http.responses import INTERNAL_ERROR, send_json
@@ -63,7 +63,7 @@ from .reply import Completion
 from .routing import Catalog
 from .routing.cards import ModelCards
 from .routing.health import HealthStore, MemoryHealth
-from .shutdown import InFlight, Interrupt, ServerShuttingDownError
+from .shutdown import InFlight, Interrupt
 from .state import RedisAffinity, RedisGuard, RedisHealth, RedisLimits, ping, redis_client
 from .telemetry import Readiness, Telemetry
 from .usage import JsonlSink, Meter, UsageCallback, UsageSink, deliver

@@ -34,11 +34,6 @@ import anyio
 
 from .errors import ServerShuttingDownError
 
-# The error lives with the others in `errors`; it is still exported from here only because
-# `routemw.app` imports it from this module. Drop it from `__all__` once app.py imports it from
-# `routemw.errors`.
-__all__ = ["InFlight", "Interrupt", "ServerShuttingDownError"]
-
 # After the deadline, how long the interrupted requests get to write their last message. They
 # end at once unless a client has stopped reading; the drain does not wait on such a client.
 _LAST_WORDS: Final = 1.0
